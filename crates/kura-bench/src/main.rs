@@ -1,0 +1,234 @@
+//! The `kura-bench` binary: `run` compares Kura with OpenBao, `ceiling` serves the fixed HTTP
+//! answer that marks the machine's ceiling, `list` names the scenarios.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use http::StatusCode;
+
+use kura_bench::results::Availability;
+use kura_bench::runner::{self, BenchOptions};
+use kura_bench::scenarios::{self, Scenario, SCENARIOS};
+use kura_bench::target::TargetKind;
+use kura_bench::{ceiling, parse_duration, report, LoadConfig};
+
+/// Benchmarks Kura against OpenBao side by side on loopback.
+#[derive(Parser)]
+#[command(name = "kura-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the benchmark and write the results, BENCHMARKS.md and the chart.
+    Run(RunArgs),
+    /// Serve a fixed KV-v2-read-sized JSON answer: the machine's HTTP ceiling.
+    Ceiling {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8300")]
+        listen: SocketAddr,
+        /// Size of the body in bytes.
+        #[arg(long, default_value_t = ceiling::DEFAULT_BODY_BYTES)]
+        body_bytes: usize,
+        /// HTTP status to answer with.
+        #[arg(long, default_value_t = 200)]
+        status: u16,
+    },
+    /// List the scenarios.
+    List,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Measured window per run (e.g. 10s, 500ms).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Unrecorded warm-up before each window.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    warmup: Duration,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Alternating rounds per target per scenario.
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
+    /// Single-node scenarios: comma-separated names, `default`, `all` or `none`.
+    #[arg(long, default_value = "default")]
+    scenarios: String,
+    /// Scenarios to run on a 3-node raft cluster: names, `default`, `all` or `none`.
+    #[arg(long, default_value = "none")]
+    cluster_scenarios: String,
+    /// Failover measurements (kill -9 of the active node) per target on a 3-node cluster.
+    #[arg(long, default_value_t = 0)]
+    failovers: usize,
+    /// Servers to compare, comma-separated (bao, kura).
+    #[arg(long, default_value = "bao,kura")]
+    targets: String,
+    /// The bao binary.
+    #[arg(long, default_value = ".venv/bin/bao")]
+    bao: PathBuf,
+    /// The kura binary.
+    #[arg(long, default_value = "target/release/kura")]
+    kura: PathBuf,
+    /// Keys in KV scenarios.
+    #[arg(long, default_value_t = 1000)]
+    keys: usize,
+    /// Skip the HTTP ceiling.
+    #[arg(long)]
+    no_ceiling: bool,
+    /// Directory for results.json.
+    #[arg(long, default_value = "bench-out")]
+    out_dir: PathBuf,
+    /// Where to write the Markdown report.
+    #[arg(long, default_value = "BENCHMARKS.md")]
+    markdown: PathBuf,
+    /// Where to write the SVG chart.
+    #[arg(long, default_value = "docs/bench.svg")]
+    svg: PathBuf,
+    /// Write only results.json and the terminal table (no BENCHMARKS.md, no chart).
+    #[arg(long)]
+    no_markdown: bool,
+    /// Command line recorded in BENCHMARKS.md as the way to reproduce it.
+    #[arg(long)]
+    command: Option<String>,
+    /// Exit non-zero if bao is missing or fails to start.
+    #[arg(long)]
+    require_bao: bool,
+}
+
+fn pick_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
+    match spec {
+        "none" | "" => Ok(Vec::new()),
+        "all" => Ok(SCENARIOS.iter().collect()),
+        "default" => Ok(SCENARIOS.iter().filter(|s| s.default).collect()),
+        list => list
+            .split(',')
+            .map(|n| {
+                scenarios::find(n.trim()).with_context(|| {
+                    format!("unknown scenario {n:?} (see `kura-bench list`)")
+                })
+            })
+            .collect(),
+    }
+}
+
+fn relative_link(from_file: &std::path::Path, to: &std::path::Path) -> String {
+    // BENCHMARKS.md normally sits at the repository root beside docs/.
+    match from_file.parent().filter(|p| !p.as_os_str().is_empty()) {
+        Some(dir) => to
+            .strip_prefix(dir)
+            .unwrap_or(to)
+            .display()
+            .to_string(),
+        None => to.display().to_string(),
+    }
+}
+
+async fn run(args: RunArgs) -> Result<bool> {
+    let mut targets = Vec::new();
+    for t in args.targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        targets.push(TargetKind::parse_server(t).with_context(|| format!("unknown target {t:?}"))?);
+    }
+    if args.connections == 0 || args.rounds == 0 {
+        bail!("--connections and --rounds must be at least 1");
+    }
+    let command = args.command.clone().unwrap_or_else(|| {
+        let argv: Vec<String> = std::env::args().collect();
+        argv.join(" ")
+    });
+    let opts = BenchOptions {
+        load: LoadConfig {
+            connections: args.connections,
+            warmup: args.warmup,
+            duration: args.duration,
+        },
+        rounds: args.rounds,
+        scenarios: pick_scenarios(&args.scenarios)?,
+        targets,
+        bao: args.bao.clone(),
+        kura: args.kura.clone(),
+        keys: args.keys.max(1),
+        ceiling: !args.no_ceiling,
+        cluster_scenarios: pick_scenarios(&args.cluster_scenarios)?,
+        failovers: args.failovers,
+        command,
+    };
+    let results = runner::run(&opts).await;
+
+    println!("{}", report::terminal_table(&results));
+    std::fs::create_dir_all(&args.out_dir)
+        .with_context(|| format!("create {}", args.out_dir.display()))?;
+    let json_path = args.out_dir.join("results.json");
+    std::fs::write(&json_path, serde_json::to_vec_pretty(&results)?)
+        .with_context(|| format!("write {}", json_path.display()))?;
+    println!("wrote {}", json_path.display());
+    if !args.no_markdown {
+        if let Some(dir) = args.svg.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(&args.svg, report::svg(&results))
+            .with_context(|| format!("write {}", args.svg.display()))?;
+        let link = relative_link(&args.markdown, &args.svg);
+        std::fs::write(&args.markdown, report::markdown(&results, &link))
+            .with_context(|| format!("write {}", args.markdown.display()))?;
+        println!("wrote {} and {}", args.markdown.display(), args.svg.display());
+    }
+    let bao_ok = results
+        .target(TargetKind::Bao)
+        .is_none_or(|t| matches!(t.availability, Availability::Ok));
+    Ok(!args.require_bao || bao_ok)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kura-bench: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = rt.block_on(async move {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Ceiling {
+                listen,
+                body_bytes,
+                status,
+            } => {
+                let status = StatusCode::from_u16(status).context("invalid status")?;
+                let listener = tokio::net::TcpListener::bind(listen)
+                    .await
+                    .with_context(|| format!("bind {listen}"))?;
+                println!("ceiling server listening on {}", listener.local_addr()?);
+                ceiling::serve(listener, status, ceiling::kv2_read_body(body_bytes)).await?;
+                Ok(true)
+            }
+            Command::List => {
+                for s in SCENARIOS {
+                    println!(
+                        "{:<16} {}{}",
+                        s.name,
+                        s.description,
+                        if s.default { "" } else { " (not in default)" }
+                    );
+                }
+                Ok(true)
+            }
+        }
+    });
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("kura-bench: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

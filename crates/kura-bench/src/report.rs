@@ -1,0 +1,715 @@
+//! Output: the terminal table, `BENCHMARKS.md` and the SVG chart (drawn by hand: a grouped bar
+//! chart of throughput per scenario on a logarithmic axis).
+
+use std::fmt::Write as _;
+
+use crate::results::{Availability, BenchResults, Outcome, ScenarioResult, Summary};
+use crate::runner::fmt_us;
+use crate::target::TargetKind;
+
+const SERVERS: [TargetKind; 2] = [TargetKind::Bao, TargetKind::Kura];
+
+fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+fn join_mib(kib: &[u64]) -> String {
+    if kib.is_empty() {
+        "–".into()
+    } else {
+        kib.iter().map(|&k| mib(k)).collect::<Vec<_>>().join(" / ")
+    }
+}
+
+fn join_cpu(cpu: &[f64]) -> String {
+    if cpu.is_empty() {
+        "–".into()
+    } else {
+        cpu.iter()
+            .map(|c| format!("{c:.3}"))
+            .collect::<Vec<_>>()
+            .join(" / ")
+    }
+}
+
+fn rate(x: f64) -> String {
+    if x >= 100.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+fn ratio_text(s: &ScenarioResult) -> String {
+    s.ratio().map_or("–".into(), |r| format!("{r:.2}×"))
+}
+
+/// The terminal table: one line per scenario and target.
+pub fn terminal_table(r: &BenchResults) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<16} {:<8} {:<8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>14} {:>18} {:>8}",
+        "scenario",
+        "topology",
+        "target",
+        "req/s",
+        "p50",
+        "p99",
+        "max",
+        "errors",
+        "CPU s/1k req",
+        "RSS under load",
+        "kura/bao"
+    );
+    for s in &r.scenarios {
+        for (kind, outcome) in &s.targets {
+            let ratio = if *kind == TargetKind::Kura {
+                ratio_text(s)
+            } else {
+                String::new()
+            };
+            match outcome.summary() {
+                Some(m) => {
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<8} {:<8} {:>10} {:>9} {:>9} {:>9} {:>7} {:>14} {:>18} {:>8}",
+                        s.name,
+                        s.topology,
+                        kind.name(),
+                        rate(m.throughput),
+                        fmt_us(m.p50_us),
+                        fmt_us(m.p99_us),
+                        fmt_us(m.max_us),
+                        m.errors,
+                        join_cpu(&m.cpu_s_per_1k),
+                        join_mib(&m.rss_load_kib),
+                        ratio
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        out,
+                        "{:<16} {:<8} {:<8} {:>10}",
+                        s.name,
+                        s.topology,
+                        kind.name(),
+                        outcome.word()
+                    );
+                }
+            }
+        }
+    }
+    for t in &r.targets {
+        let _ = writeln!(
+            out,
+            "idle RSS {:<5} {}",
+            t.kind.name(),
+            match &t.availability {
+                Availability::Ok => join_mib(&t.idle_rss_kib),
+                Availability::Missing(d) => format!("missing ({d})"),
+                Availability::Failed(_) => "failed to start".into(),
+            }
+        );
+    }
+    if let Some(f) = r.kura_ceiling_fraction() {
+        let _ = writeln!(out, "kura kvv2_read / HTTP ceiling: {:.1}%", f * 100.0);
+    }
+    if let Some(f) = r.bao_ceiling_fraction() {
+        let _ = writeln!(out, "bao kvv2_read / HTTP ceiling: {:.1}%", f * 100.0);
+    }
+    for f in &r.failover {
+        let _ = writeln!(
+            out,
+            "failover {:<5} median {:.2} s, max {:.2} s over {} run(s){}",
+            f.kind.name(),
+            f.median_s,
+            f.max_s,
+            f.times_s.len(),
+            f.error
+                .as_ref()
+                .map(|e| format!(" (error: {})", e.lines().next().unwrap_or("")))
+                .unwrap_or_default()
+        );
+    }
+    out
+}
+
+fn cell(outcome: Option<&Outcome>, f: impl Fn(&Summary) -> String) -> String {
+    match outcome {
+        Some(o) => o.summary().map_or_else(|| o.word().to_owned(), f),
+        None => "–".into(),
+    }
+}
+
+fn scenario_table(out: &mut String, r: &BenchResults, topology: &str) {
+    let _ = writeln!(
+        out,
+        "| scenario | bao req/s | kura req/s | kura/bao | bao p50 / p99 | kura p50 / p99 | \
+         bao CPU s per 1k req | kura CPU s per 1k req | bao RSS under load | kura RSS under load | errors bao / kura |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|");
+    for s in r.scenarios.iter().filter(|s| s.topology == topology) {
+        let get = |k: TargetKind| s.targets.get(&k);
+        let [bao, kura] = SERVERS.map(get);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} |",
+            s.name,
+            cell(bao, |m| rate(m.throughput)),
+            cell(kura, |m| rate(m.throughput)),
+            ratio_text(s),
+            cell(bao, |m| format!("{} / {}", fmt_us(m.p50_us), fmt_us(m.p99_us))),
+            cell(kura, |m| format!("{} / {}", fmt_us(m.p50_us), fmt_us(m.p99_us))),
+            cell(bao, |m| join_cpu(&m.cpu_s_per_1k)),
+            cell(kura, |m| join_cpu(&m.cpu_s_per_1k)),
+            cell(bao, |m| join_mib(&m.rss_load_kib)),
+            cell(kura, |m| join_mib(&m.rss_load_kib)),
+            cell(bao, |m| m.errors.to_string()),
+            cell(kura, |m| m.errors.to_string()),
+        );
+    }
+}
+
+fn goal_row(out: &mut String, goal: &str, measured: Option<String>, met: Option<bool>) {
+    let _ = writeln!(
+        out,
+        "| {goal} | {} | {} |",
+        measured.unwrap_or_else(|| "not measured (Kura missing or unsupported)".into()),
+        match met {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        }
+    );
+}
+
+/// `BENCHMARKS.md`: figures, machine, date, reproducing command, chart link, method.
+pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
+    let mut out = String::new();
+    let m = &r.machine;
+    let _ = writeln!(out, "# Benchmarks: Kura and OpenBao side by side\n");
+    let _ = writeln!(
+        out,
+        "Generated by `kura-bench` (crates/kura-bench); regenerate it rather than editing it.\n"
+    );
+    let _ = writeln!(out, "- **Date:** {}", r.date);
+    let _ = writeln!(
+        out,
+        "- **Machine:** {} CPUs ({}), {:.1} GiB memory, Linux {}",
+        m.cpus,
+        m.cpu_model,
+        m.memory_mib as f64 / 1024.0,
+        m.kernel
+    );
+    let _ = writeln!(out, "- **Reproduce:** `{}`", r.command);
+    let _ = writeln!(
+        out,
+        "- **Load:** {} keep-alive HTTP/1.1 connections on loopback, each sending requests back \
+         to back (closed loop); {} s warm-up, then {} s measured; {} alternating round(s) per \
+         target (bao, kura, bao, kura, …); the figures are medians over rounds (max latency: the \
+         largest seen). KV scenarios spread over {} keys.",
+        r.connections, r.warmup_s, r.duration_s, r.rounds, r.keys
+    );
+    let _ = writeln!(out);
+    let _ = writeln!(out, "![Throughput, bao and Kura per scenario]({svg_link})\n");
+
+    let _ = writeln!(out, "## Targets\n");
+    let _ = writeln!(out, "| target | state | version | idle RSS per node | load token |");
+    let _ = writeln!(out, "|---|---|---|--:|---|");
+    for t in &r.targets {
+        let state = match &t.availability {
+            Availability::Ok => "ran".to_owned(),
+            Availability::Missing(d) => format!("missing: {d}"),
+            Availability::Failed(d) => {
+                format!("failed to start: {}", d.lines().next().unwrap_or(""))
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            t.kind.name(),
+            state,
+            t.version.as_deref().unwrap_or("–"),
+            join_mib(&t.idle_rss_kib),
+            if matches!(t.availability, Availability::Ok) {
+                if t.policy_token {
+                    "policy-bound"
+                } else {
+                    "root"
+                }
+            } else {
+                "–"
+            }
+        );
+    }
+    let _ = writeln!(out);
+
+    let _ = writeln!(out, "## Single node\n");
+    scenario_table(&mut out, r, "single");
+    let _ = writeln!(out);
+    let ceiling = r
+        .scenarios
+        .iter()
+        .find(|s| s.topology == "single" && s.targets.contains_key(&TargetKind::Ceiling));
+    if let Some(s) = ceiling {
+        if let Some(c) = s.targets.get(&TargetKind::Ceiling).and_then(Outcome::summary) {
+            let _ = writeln!(out, "### HTTP ceiling\n");
+            let _ = writeln!(
+                out,
+                "A minimal hyper server (`kura-bench ceiling`) answering every request with a \
+                 fixed JSON body as large as a KV v2 read answer, driven by the same load \
+                 generator in the same rounds: **{} req/s**, p50 {}, p99 {}, {} CPU s per 1k \
+                 requests.",
+                rate(c.throughput),
+                fmt_us(c.p50_us),
+                fmt_us(c.p99_us),
+                join_cpu(&c.cpu_s_per_1k)
+            );
+            let frac = |f: Option<f64>| f.map_or("–".into(), |f| format!("{:.1}%", f * 100.0));
+            let _ = writeln!(
+                out,
+                "kvv2_read as a fraction of it: bao {}, Kura {}.\n",
+                frac(r.bao_ceiling_fraction()),
+                frac(r.kura_ceiling_fraction())
+            );
+        }
+    }
+
+    let _ = writeln!(out, "## Goals\n");
+    let _ = writeln!(out, "| goal | measured | met |");
+    let _ = writeln!(out, "|---|---|---|");
+    let single = |name: &str| {
+        r.scenarios
+            .iter()
+            .find(|s| s.name == name && s.topology == "single")
+    };
+    let read_ratio = single("kvv2_read").and_then(ScenarioResult::ratio);
+    goal_row(
+        &mut out,
+        "single-node KV v2 reads ≥ 10× bao",
+        read_ratio.map(|x| format!("{x:.2}×")),
+        read_ratio.map(|x| x >= 10.0),
+    );
+    let frac = r.kura_ceiling_fraction();
+    goal_row(
+        &mut out,
+        "single-node KV v2 reads ≥ 50% of the HTTP ceiling",
+        frac.map(|f| format!("{:.1}%", f * 100.0)),
+        frac.map(|f| f >= 0.5),
+    );
+    let write_ratio = single("kvv2_write").and_then(ScenarioResult::ratio);
+    goal_row(
+        &mut out,
+        "single-node KV v2 writes ≥ 5× bao",
+        write_ratio.map(|x| format!("{x:.2}×")),
+        write_ratio.map(|x| x >= 5.0),
+    );
+    let idle = r
+        .target(TargetKind::Kura)
+        .filter(|t| matches!(t.availability, Availability::Ok))
+        .and_then(|t| t.idle_rss_kib.first().copied());
+    let bao_idle = r
+        .target(TargetKind::Bao)
+        .and_then(|t| t.idle_rss_kib.first().copied());
+    goal_row(
+        &mut out,
+        "idle resident memory ≤ 20 MB",
+        idle.map(|k| {
+            format!(
+                "{} (bao {})",
+                mib(k),
+                bao_idle.map_or("–".into(), mib)
+            )
+        }),
+        idle.map(|k| k * 1024 <= 20_000_000),
+    );
+    let _ = writeln!(out);
+
+    if r.scenarios.iter().any(|s| s.topology == "cluster3") {
+        let _ = writeln!(out, "## 3-node raft cluster (load on the active node)\n");
+        let _ = writeln!(
+            out,
+            "CPU and memory columns list the nodes in order (node1 / node2 / node3).\n"
+        );
+        scenario_table(&mut out, r, "cluster3");
+        let _ = writeln!(out);
+        for (kind, rss) in &r.cluster_idle_rss_kib {
+            let _ = writeln!(out, "- idle RSS of {}'s nodes: {}", kind.name(), join_mib(rss));
+        }
+        let _ = writeln!(out);
+    }
+    if !r.failover.is_empty() {
+        let _ = writeln!(out, "## Failover (3 nodes, `kill -9` of the active node)\n");
+        let _ = writeln!(
+            out,
+            "Time from SIGKILL of the active node until another node reports active on \
+             `sys/health` and answers a KV read with the load token.\n"
+        );
+        let _ = writeln!(out, "| target | runs | median | max | note |");
+        let _ = writeln!(out, "|---|--:|--:|--:|---|");
+        for f in &r.failover {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.2} s | {:.2} s | {} |",
+                f.kind.name(),
+                f.times_s.len(),
+                f.median_s,
+                f.max_s,
+                f.error
+                    .as_deref()
+                    .map(|e| e.lines().next().unwrap_or("").replace('|', "\\|"))
+                    .unwrap_or_default()
+            );
+        }
+        let _ = writeln!(out);
+    }
+
+    let _ = writeln!(out, "## Method\n");
+    let _ = writeln!(
+        out,
+        "- Both servers start from the same OpenBao-style configuration file (`storage \"raft\"`, \
+         one node unless stated, a `tcp` listener with `tls_disable`), are initialised with one \
+         key share and unsealed through the HTTP API; each scenario is set up through the API \
+         (mounts, 1,000 keys, roles, users)."
+    );
+    let _ = writeln!(
+        out,
+        "- Reads and writes use a token bound to a `kura-bench` policy (the root token only if a \
+         target lacks policies); logins issue service tokens with a 10-minute TTL."
+    );
+    let _ = writeln!(
+        out,
+        "- Throughput counts 2xx answers only; non-2xx answers and transport errors are counted \
+         separately (the errors column) and never as successes. Latencies are of 2xx answers, \
+         from sending the request to reading the whole body, in an HDR histogram."
+    );
+    let _ = writeln!(
+        out,
+        "- CPU seconds per 1,000 requests come from `/proc/<pid>/stat` (utime + stime) deltas over \
+         the measured window; resident memory from `VmRSS` in `/proc/<pid>/status`: idle after \
+         start-up, and the largest value sampled every 250 ms under load."
+    );
+    let _ = writeln!(
+        out,
+        "- The load generator runs on the same {}-CPU machine and competes with the server for \
+         CPU; its own cost is in `bench-out/results.json` (`loadgen_cpu_s_per_1k`).",
+        m.cpus
+    );
+    let _ = writeln!(
+        out,
+        "- A scenario a target does not support (its setup gets 404/400/405) is shown as \
+         \"unsupported\"; a target whose binary is absent as \"missing\"."
+    );
+    out
+}
+
+const COLORS: [(TargetKind, &str); 3] = [
+    (TargetKind::Bao, "#d08c2c"),
+    (TargetKind::Kura, "#2f6fb3"),
+    (TargetKind::Ceiling, "#9a9a9a"),
+];
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn short_rate(x: f64) -> String {
+    if x >= 10_000.0 {
+        format!("{:.0}k", x / 1000.0)
+    } else if x >= 1000.0 {
+        format!("{:.1}k", x / 1000.0)
+    } else if x >= 10.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x:.1}")
+    }
+}
+
+/// The chart: throughput of bao and Kura (and the ceiling, where measured) per single-node
+/// scenario, grouped bars on a log10 axis, with value labels.
+pub fn svg(r: &BenchResults) -> String {
+    let scenarios: Vec<&ScenarioResult> = r
+        .scenarios
+        .iter()
+        .filter(|s| s.topology == "single")
+        .collect();
+    let values: Vec<f64> = scenarios
+        .iter()
+        .flat_map(|s| COLORS.iter().filter_map(|(k, _)| s.throughput(*k)))
+        .filter(|v| *v > 0.0)
+        .collect();
+    let lo = values
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min)
+        .min(10.0)
+        .log10()
+        .floor()
+        .max(0.0);
+    let hi = values
+        .iter()
+        .copied()
+        .fold(1.0, f64::max)
+        .log10()
+        .ceil()
+        .max(lo + 1.0);
+    let (left, right, top, bottom) = (70.0, 20.0, 60.0, 90.0);
+    let group_w = 120.0;
+    let width = left + right + group_w * scenarios.len().max(1) as f64;
+    let height = 440.0;
+    let plot_h = height - top - bottom;
+    let y = |v: f64| {
+        let l = v.max(10f64.powf(lo)).log10();
+        top + plot_h * (1.0 - (l - lo) / (hi - lo))
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<rect width="100%" height="100%" fill="#ffffff"/>"##
+    );
+    let _ = writeln!(
+        out,
+        r#"<text x="{left}" y="24" font-size="16" font-weight="bold">Throughput, successful requests per second (log scale, higher is better)</text>"#
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{left}" y="42" fill="#555">{} · {} conns · {} s × {} rounds, medians · {} CPUs</text>"##,
+        esc(&r.date),
+        r.connections,
+        r.duration_s,
+        r.rounds,
+        r.machine.cpus
+    );
+    for d in (lo as i32)..=(hi as i32) {
+        let v = 10f64.powi(d);
+        let yy = y(v);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{left}" y1="{yy:.1}" x2="{:.1}" y2="{yy:.1}" stroke="#dddddd"/>"##,
+            width - right
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+            left - 6.0,
+            yy + 4.0,
+            short_rate(v)
+        );
+    }
+    let _ = writeln!(
+        out,
+        r##"<line x1="{left}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="#333333"/>"##,
+        top + plot_h,
+        width - right,
+        top + plot_h
+    );
+    let bar_w = 28.0;
+    for (gi, s) in scenarios.iter().enumerate() {
+        let kinds: Vec<(TargetKind, &str)> = COLORS
+            .iter()
+            .copied()
+            .filter(|(k, _)| s.targets.contains_key(k) || *k != TargetKind::Ceiling)
+            .collect();
+        let gx = left + group_w * gi as f64 + (group_w - bar_w * kinds.len() as f64) / 2.0;
+        for (bi, (kind, color)) in kinds.iter().enumerate() {
+            let x = gx + bar_w * bi as f64;
+            match s.throughput(*kind) {
+                Some(v) if v > 0.0 => {
+                    let yy = y(v);
+                    let _ = writeln!(
+                        out,
+                        r#"<rect x="{x:.1}" y="{yy:.1}" width="{:.1}" height="{:.1}" fill="{color}"><title>{} {}: {:.1} req/s</title></rect>"#,
+                        bar_w - 4.0,
+                        top + plot_h - yy,
+                        kind.name(),
+                        s.name,
+                        v
+                    );
+                    let _ = writeln!(
+                        out,
+                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{}</text>"#,
+                        x + (bar_w - 4.0) / 2.0,
+                        yy - 4.0,
+                        short_rate(v)
+                    );
+                }
+                _ => {
+                    let word = s.targets.get(kind).map_or("–", Outcome::word);
+                    let _ = writeln!(
+                        out,
+                        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" fill="{color}" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
+                        x + (bar_w - 4.0) / 2.0 + 3.0,
+                        top + plot_h - 4.0,
+                        x + (bar_w - 4.0) / 2.0 + 3.0,
+                        top + plot_h - 4.0,
+                        word
+                    );
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
+            left + group_w * gi as f64 + group_w / 2.0,
+            top + plot_h + 18.0,
+            esc(&s.name)
+        );
+        if let Some(ratio) = s.ratio() {
+            let _ = writeln!(
+                out,
+                r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#2f6fb3">kura {ratio:.2}×</text>"##,
+                left + group_w * gi as f64 + group_w / 2.0,
+                top + plot_h + 34.0
+            );
+        }
+    }
+    let ly = height - 24.0;
+    for (i, (kind, color)) in COLORS.iter().enumerate() {
+        let lx = left + 150.0 * i as f64;
+        let label = match kind {
+            TargetKind::Bao => "OpenBao 2.7.2",
+            TargetKind::Kura => "Kura",
+            TargetKind::Ceiling => "HTTP ceiling",
+        };
+        let _ = writeln!(
+            out,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="14" height="14" fill="{color}"/><text x="{:.1}" y="{ly:.1}">{label}</text>"#,
+            ly - 11.0,
+            lx + 20.0
+        );
+    }
+    let _ = writeln!(out, "</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Machine, Round, TargetInfo};
+    use std::collections::BTreeMap;
+
+    fn sample() -> BenchResults {
+        let ran = |t: f64| {
+            let round = Round {
+                ok: (t * 2.0) as u64,
+                status_errors: BTreeMap::new(),
+                transport_errors: 0,
+                window_s: 2.0,
+                throughput: t,
+                p50_us: 900,
+                p99_us: 4000,
+                max_us: 9000,
+                mean_us: 1000.0,
+                cpu_s_per_1k: vec![0.2],
+                rss_load_kib: vec![150_000],
+                loadgen_cpu_s_per_1k: 0.05,
+                first_error: None,
+            };
+            let summary = Summary::of(std::slice::from_ref(&round));
+            Outcome::Ran {
+                rounds: vec![round],
+                summary,
+            }
+        };
+        let mut read = BTreeMap::new();
+        read.insert(TargetKind::Bao, ran(5000.0));
+        read.insert(TargetKind::Kura, Outcome::Skipped);
+        read.insert(TargetKind::Ceiling, ran(60000.0));
+        let mut login = BTreeMap::new();
+        login.insert(TargetKind::Bao, ran(40.0));
+        login.insert(
+            TargetKind::Kura,
+            Outcome::Unsupported {
+                detail: "404".into(),
+            },
+        );
+        BenchResults {
+            date: "2026-11-21T00:00:00Z".into(),
+            command: "scripts/bench --duration 2s".into(),
+            machine: Machine {
+                cpus: 2,
+                cpu_model: "Test CPU".into(),
+                memory_mib: 24000,
+                kernel: "6.1".into(),
+            },
+            connections: 32,
+            warmup_s: 1.0,
+            duration_s: 2.0,
+            rounds: 1,
+            keys: 1000,
+            targets: vec![
+                TargetInfo {
+                    kind: TargetKind::Bao,
+                    binary: "bao".into(),
+                    availability: Availability::Ok,
+                    version: Some("2.7.2".into()),
+                    idle_rss_kib: vec![130_000],
+                    policy_token: true,
+                },
+                TargetInfo {
+                    kind: TargetKind::Kura,
+                    binary: "kura".into(),
+                    availability: Availability::Missing("not built".into()),
+                    version: None,
+                    idle_rss_kib: vec![],
+                    policy_token: false,
+                },
+            ],
+            scenarios: vec![
+                ScenarioResult {
+                    name: "kvv2_read".into(),
+                    description: String::new(),
+                    topology: "single".into(),
+                    targets: read,
+                },
+                ScenarioResult {
+                    name: "userpass_login".into(),
+                    description: String::new(),
+                    topology: "single".into(),
+                    targets: login,
+                },
+            ],
+            cluster_idle_rss_kib: BTreeMap::new(),
+            failover: vec![],
+        }
+    }
+
+    #[test]
+    fn markdown_states_machine_command_and_outcomes() {
+        let md = markdown(&sample(), "docs/bench.svg");
+        assert!(md.contains("Test CPU"));
+        assert!(md.contains("`scripts/bench --duration 2s`"));
+        assert!(md.contains("](docs/bench.svg)"));
+        assert!(md.contains("| kvv2_read | 5000 | missing |"));
+        assert!(md.contains("| userpass_login | 40.0 | unsupported |"));
+        assert!(md.contains("60000 req/s"));
+        assert!(md.contains("bao 8.3%"));
+    }
+
+    #[test]
+    fn svg_is_well_formed_and_has_bars() {
+        let svg = svg(&sample());
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<svg").count(), svg.matches("</svg>").count());
+        // bao ×2, ceiling ×1 bars, plus 3 legend squares and the background.
+        assert_eq!(svg.matches("<rect").count(), 3 + 3 + 1);
+        assert!(svg.contains(">unsupported<"));
+        assert!(svg.contains(">missing<"));
+    }
+
+    #[test]
+    fn terminal_table_lists_every_target() {
+        let t = terminal_table(&sample());
+        assert!(t.contains("kvv2_read        single   ceiling"));
+        assert!(t.contains("unsupported"));
+        assert!(t.contains("idle RSS bao"));
+    }
+}

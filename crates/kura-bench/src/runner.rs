@@ -1,0 +1,515 @@
+//! Orchestration: start the targets, set each scenario up on each, run alternating rounds
+//! (bao, kura, ceiling, bao, kura, ceiling, ...) so that machine noise hits all of them, sample
+//! CPU and memory per node, then the 3-node cluster scenarios and failover.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::Api;
+use crate::ceiling;
+use crate::loadgen::{self, LoadConfig, RequestGen, Schedule};
+use crate::procstat;
+use crate::results::{
+    median, Availability, BenchResults, Failover, Machine, Outcome, Round, ScenarioResult,
+    Summary, TargetInfo,
+};
+use crate::scenarios::{self, Scenario, SetupCtx, SetupError};
+use crate::target::{CeilingProcess, Server, TargetKind};
+
+/// What to run.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    /// Load shape for every run.
+    pub load: LoadConfig,
+    /// Rounds per target per scenario.
+    pub rounds: usize,
+    /// Single-node scenarios, by name, in order.
+    pub scenarios: Vec<&'static Scenario>,
+    /// Servers to compare (bao and/or kura).
+    pub targets: Vec<TargetKind>,
+    /// `bao` binary.
+    pub bao: PathBuf,
+    /// `kura` binary.
+    pub kura: PathBuf,
+    /// Keys in KV scenarios.
+    pub keys: usize,
+    /// Whether to measure the HTTP ceiling beside the scenarios that call for it.
+    pub ceiling: bool,
+    /// Scenarios run against a 3-node raft cluster (empty: no cluster).
+    pub cluster_scenarios: Vec<&'static Scenario>,
+    /// Failover measurements per target on the 3-node cluster (0: none).
+    pub failovers: usize,
+    /// The command line to record as the way to reproduce the run.
+    pub command: String,
+}
+
+/// A server that started, with the token the load uses.
+struct Running {
+    kind: TargetKind,
+    server: Server,
+    token: String,
+    /// Node the load is sent to (the active one).
+    active: usize,
+}
+
+impl Running {
+    async fn start(kind: TargetKind, binary: &PathBuf, nodes: usize) -> Result<Self, String> {
+        let server = Server::start(kind, binary, nodes)
+            .await
+            .map_err(|e| e.to_string())?;
+        let active = server
+            .active()
+            .await
+            .ok_or_else(|| "no active node after start-up".to_string())?;
+        let root = server.root_api(active);
+        let token = match scenarios::prepare_token(&root).await {
+            Ok(Some(t)) => t,
+            Ok(None) => server.keys.root_token.clone(),
+            Err(e) => return Err(format!("token setup: {e}")),
+        };
+        Ok(Self {
+            kind,
+            server,
+            token,
+            active,
+        })
+    }
+
+    fn policy_token(&self) -> bool {
+        self.token != self.server.keys.root_token
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.server.nodes[self.active].addr
+    }
+
+    fn ctx(&self, keys: usize) -> SetupCtx {
+        SetupCtx {
+            root: self.server.root_api(self.active),
+            token: self.token.clone(),
+            keys,
+        }
+    }
+}
+
+/// Something a round can be run against.
+struct Runnable {
+    kind: TargetKind,
+    addr: SocketAddr,
+    pids: Vec<u32>,
+    gen: Arc<dyn RequestGen>,
+}
+
+/// Samples CPU of every pid at the window's start and end and RSS during it.
+async fn sample_processes(pids: Vec<u32>, schedule: Schedule) -> (Vec<f64>, Vec<u64>, f64) {
+    let me = std::process::id();
+    tokio::time::sleep_until(schedule.measure_start.into()).await;
+    let cpu0: Vec<f64> = pids
+        .iter()
+        .map(|&p| procstat::cpu_seconds(p).unwrap_or(0.0))
+        .collect();
+    let self0 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let mut rss = vec![0u64; pids.len()];
+    loop {
+        for (i, &p) in pids.iter().enumerate() {
+            rss[i] = rss[i].max(procstat::rss_kib(p).unwrap_or(0));
+        }
+        let now = Instant::now();
+        if now >= schedule.end {
+            break;
+        }
+        let next = (now + Duration::from_millis(250)).min(schedule.end);
+        tokio::time::sleep_until(next.into()).await;
+    }
+    let cpu1: Vec<f64> = pids
+        .iter()
+        .map(|&p| procstat::cpu_seconds(p).unwrap_or(0.0))
+        .collect();
+    let self1 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let delta = cpu0
+        .iter()
+        .zip(&cpu1)
+        .map(|(a, b)| (b - a).max(0.0))
+        .collect();
+    (delta, rss, (self1 - self0).max(0.0))
+}
+
+/// Runs one measured round.
+async fn run_round(target: &Runnable, load: &LoadConfig) -> Result<Round, String> {
+    let schedule = Schedule::starting_now(load);
+    let sampler = tokio::spawn(sample_processes(target.pids.clone(), schedule));
+    let result = loadgen::run(target.addr, load, schedule, target.gen.clone())
+        .await
+        .map_err(|e| e.to_string());
+    let (cpu, rss, self_cpu) = sampler.await.map_err(|e| e.to_string())?;
+    let result = result?;
+    Ok(Round::new(&result, &cpu, rss, self_cpu))
+}
+
+fn print_round(scenario: &str, kind: TargetKind, round: usize, r: &Round) {
+    eprintln!(
+        "  {scenario:<16} {:<8} round {:>2}: {:>10.0} req/s  p50 {:>8}  p99 {:>8}  errors {}",
+        kind.name(),
+        round + 1,
+        r.throughput,
+        fmt_us(r.p50_us),
+        fmt_us(r.p99_us),
+        r.errors()
+    );
+}
+
+/// Formats microseconds as `123µs`, `4.5ms` or `1.2s`.
+pub fn fmt_us(us: u64) -> String {
+    if us < 1000 {
+        format!("{us}µs")
+    } else if us < 1_000_000 {
+        format!("{:.2}ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.2}s", us as f64 / 1e6)
+    }
+}
+
+/// Sets `scenario` up on every running server and runs the alternating rounds.
+async fn run_scenario(
+    opts: &BenchOptions,
+    scenario: &'static Scenario,
+    topology: &str,
+    running: &[Running],
+    skipped: &[TargetKind],
+    ceiling: &mut Option<CeilingProcess>,
+    want_ceiling: bool,
+) -> ScenarioResult {
+    eprintln!("scenario {} ({topology})", scenario.name);
+    let mut outcomes: BTreeMap<TargetKind, Outcome> = BTreeMap::new();
+    for &kind in skipped {
+        outcomes.insert(kind, Outcome::Skipped);
+    }
+    let mut runnables = Vec::new();
+    for r in running {
+        let ctx = r.ctx(opts.keys);
+        let started = Instant::now();
+        match (scenario.setup)(&ctx).await {
+            Ok(prepared) => {
+                eprintln!(
+                    "  setup on {} took {:.1} s",
+                    r.kind,
+                    started.elapsed().as_secs_f64()
+                );
+                runnables.push(Runnable {
+                    kind: r.kind,
+                    addr: r.addr(),
+                    pids: r.server.pids(),
+                    gen: prepared.gen,
+                });
+            }
+            Err(SetupError::Unsupported(e)) => {
+                eprintln!("  {} does not support {}: {e}", r.kind, scenario.name);
+                outcomes.insert(
+                    r.kind,
+                    Outcome::Unsupported {
+                        detail: e.to_string(),
+                    },
+                );
+            }
+            Err(e) => {
+                eprintln!("  setup of {} on {} failed: {e}", scenario.name, r.kind);
+                outcomes.insert(
+                    r.kind,
+                    Outcome::Failed {
+                        detail: e.to_string(),
+                    },
+                );
+            }
+        }
+    }
+    if scenario.with_ceiling && want_ceiling && ceiling.is_none() {
+        *ceiling = start_ceiling(&runnables).await;
+    }
+    if let (true, true, Some(c)) = (scenario.with_ceiling, want_ceiling, ceiling.as_ref()) {
+        // Same paths as the servers get; the ceiling answers them all alike.
+        let gen = runnables
+            .first()
+            .map(|r| r.gen.clone())
+            .unwrap_or_else(|| Arc::new(|_c: usize, _s: u64| loadgen::RequestSpec::get("/")));
+        runnables.push(Runnable {
+            kind: TargetKind::Ceiling,
+            addr: c.addr,
+            pids: vec![c.pid()],
+            gen,
+        });
+    }
+    let mut rounds: BTreeMap<TargetKind, Vec<Round>> = BTreeMap::new();
+    let mut failed: BTreeMap<TargetKind, String> = BTreeMap::new();
+    for round in 0..opts.rounds {
+        for t in &runnables {
+            if failed.contains_key(&t.kind) {
+                continue;
+            }
+            match run_round(t, &opts.load).await {
+                Ok(r) => {
+                    print_round(scenario.name, t.kind, round, &r);
+                    rounds.entry(t.kind).or_default().push(r);
+                }
+                Err(e) => {
+                    eprintln!("  {} round {} failed: {e}", t.kind, round + 1);
+                    failed.insert(t.kind, e);
+                }
+            }
+        }
+    }
+    for t in &runnables {
+        let outcome = match (failed.remove(&t.kind), rounds.remove(&t.kind)) {
+            (Some(detail), _) => Outcome::Failed { detail },
+            (None, Some(rounds)) => {
+                let summary = Summary::of(&rounds);
+                Outcome::Ran { rounds, summary }
+            }
+            (None, None) => Outcome::Failed {
+                detail: "no rounds ran".into(),
+            },
+        };
+        outcomes.insert(t.kind, outcome);
+    }
+    ScenarioResult {
+        name: scenario.name.to_owned(),
+        description: scenario.description.to_owned(),
+        topology: topology.to_owned(),
+        targets: outcomes,
+    }
+}
+
+/// Size of the answer to the first request `gen` makes, sent to `addr` (to size the ceiling's
+/// body like a real answer).
+async fn answer_size(addr: SocketAddr, gen: &dyn RequestGen) -> Option<usize> {
+    let spec = gen.next(0, 0);
+    let mut api = Api::new(addr);
+    if let Some(t) = &spec.token {
+        api = api.with_token(t);
+    }
+    let body: Option<serde_json::Value> = match &spec.body {
+        Some(b) => Some(serde_json::from_slice(b).ok()?),
+        None => None,
+    };
+    let (status, answer) = api.raw(spec.method.clone(), &spec.path, body.as_ref()).await.ok()?;
+    status.is_success().then_some(answer.len())
+}
+
+/// Starts the ceiling server with a body as large as `runnables[0]`'s answer.
+async fn start_ceiling(runnables: &[Runnable]) -> Option<CeilingProcess> {
+    let mut size = ceiling::DEFAULT_BODY_BYTES;
+    if let Some(r) = runnables.first() {
+        if let Some(n) = answer_size(r.addr, r.gen.as_ref()).await {
+            size = n;
+        }
+    }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(e) => {
+            eprintln!("cannot find own executable for the ceiling: {e}");
+            return None;
+        }
+    };
+    match CeilingProcess::start(&exe, size).await {
+        Ok(c) => {
+            eprintln!("  ceiling server up at {} ({size}-byte body)", c.addr);
+            Some(c)
+        }
+        Err(e) => {
+            eprintln!("  ceiling server failed to start: {e}");
+            None
+        }
+    }
+}
+
+fn binary(opts: &BenchOptions, kind: TargetKind) -> PathBuf {
+    match kind {
+        TargetKind::Bao => opts.bao.clone(),
+        _ => opts.kura.clone(),
+    }
+}
+
+/// Starts every target as `nodes`-node servers; returns the running ones and the infos.
+async fn start_targets(
+    opts: &BenchOptions,
+    nodes: usize,
+) -> (Vec<Running>, Vec<TargetInfo>, Vec<TargetKind>) {
+    let mut running = Vec::new();
+    let mut infos = Vec::new();
+    let mut skipped = Vec::new();
+    for &kind in &opts.targets {
+        let bin = binary(opts, kind);
+        eprintln!("starting {kind} ({nodes} node(s)) from {}", bin.display());
+        let availability;
+        let mut info = TargetInfo {
+            kind,
+            binary: bin.display().to_string(),
+            availability: Availability::Ok,
+            version: None,
+            idle_rss_kib: Vec::new(),
+            policy_token: false,
+        };
+        if !bin.is_file() {
+            eprintln!("  {kind}: binary not found at {} — reported as missing", bin.display());
+            availability = Availability::Missing(format!("not found: {}", bin.display()));
+            skipped.push(kind);
+        } else {
+            match Running::start(kind, &bin, nodes).await {
+                Ok(r) => {
+                    // Let start-up work settle before calling the memory idle.
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                    info.idle_rss_kib = r
+                        .server
+                        .pids()
+                        .iter()
+                        .map(|&p| procstat::rss_kib(p).unwrap_or(0))
+                        .collect();
+                    info.version = r.server.version().await;
+                    info.policy_token = r.policy_token();
+                    eprintln!(
+                        "  {kind} {} up, idle RSS {:?} KiB",
+                        info.version.as_deref().unwrap_or("?"),
+                        info.idle_rss_kib
+                    );
+                    availability = Availability::Ok;
+                    running.push(r);
+                }
+                Err(e) => {
+                    eprintln!("  {kind} failed to start: {e}");
+                    availability = Availability::Failed(e);
+                    skipped.push(kind);
+                }
+            }
+        }
+        info.availability = availability;
+        infos.push(info);
+    }
+    (running, infos, skipped)
+}
+
+/// Runs the whole benchmark.
+pub async fn run(opts: &BenchOptions) -> BenchResults {
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut results = BenchResults {
+        date,
+        command: opts.command.clone(),
+        machine: Machine::detect(),
+        connections: opts.load.connections,
+        warmup_s: opts.load.warmup.as_secs_f64(),
+        duration_s: opts.load.duration.as_secs_f64(),
+        rounds: opts.rounds,
+        keys: opts.keys,
+        targets: Vec::new(),
+        scenarios: Vec::new(),
+        cluster_idle_rss_kib: BTreeMap::new(),
+        failover: Vec::new(),
+    };
+
+    // Single node.
+    if !opts.scenarios.is_empty() {
+        let (running, infos, skipped) = start_targets(opts, 1).await;
+        results.targets = infos;
+        let mut ceiling: Option<CeilingProcess> = None;
+        for &scenario in &opts.scenarios {
+            let r = run_scenario(
+                opts,
+                scenario,
+                "single",
+                &running,
+                &skipped,
+                &mut ceiling,
+                opts.ceiling,
+            )
+            .await;
+            results.scenarios.push(r);
+        }
+        drop(ceiling);
+        drop(running);
+    }
+
+    // 3-node cluster.
+    if !opts.cluster_scenarios.is_empty() || opts.failovers > 0 {
+        let (mut running, infos, skipped) = start_targets(opts, 3).await;
+        for info in &infos {
+            results
+                .cluster_idle_rss_kib
+                .insert(info.kind, info.idle_rss_kib.clone());
+            if results.target(info.kind).is_none() {
+                results.targets.push(info.clone());
+            }
+        }
+        for &scenario in &opts.cluster_scenarios {
+            let r = run_scenario(
+                opts,
+                scenario,
+                "cluster3",
+                &running,
+                &skipped,
+                &mut None,
+                false,
+            )
+            .await;
+            results.scenarios.push(r);
+        }
+        if opts.failovers > 0 {
+            for r in &mut running {
+                results.failover.push(measure_failover(opts, r).await);
+            }
+        }
+    }
+    results
+}
+
+/// Kills the active node `opts.failovers` times and times the hand-over.
+async fn measure_failover(opts: &BenchOptions, r: &mut Running) -> Failover {
+    eprintln!("failover on {} ({} runs)", r.kind, opts.failovers);
+    let mut times = Vec::new();
+    let mut error = None;
+    // A KV v1 secret to read through the new active node.
+    let probe = "/v1/bench-failover/probe";
+    let setup = async {
+        let root = r.server.root_api(r.active);
+        root.post(
+            "/v1/sys/mounts/bench-failover",
+            &serde_json::json!({ "type": "kv", "options": { "version": "1" } }),
+        )
+        .await?;
+        root.post(probe, &serde_json::json!({ "value": "probe" }))
+            .await
+    };
+    if let Err(e) = setup.await {
+        error = Some(format!("failover setup: {e}"));
+    } else {
+        for i in 0..opts.failovers {
+            match r
+                .server
+                .failover_once(&r.token, probe, Duration::from_secs(120))
+                .await
+            {
+                Ok(t) => {
+                    eprintln!("  run {}: new active answering after {:.3} s", i + 1, t.as_secs_f64());
+                    times.push(t.as_secs_f64());
+                }
+                Err(e) => {
+                    eprintln!("  run {} failed: {e}", i + 1);
+                    error = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(a) = r.server.active().await {
+            r.active = a;
+        }
+    }
+    Failover {
+        kind: r.kind,
+        median_s: median(&times),
+        max_s: times.iter().copied().fold(0.0, f64::max),
+        times_s: times,
+        error,
+    }
+}

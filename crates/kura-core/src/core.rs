@@ -1,0 +1,790 @@
+//! The core: seal and unseal, the unsealed runtime (router, token and policy stores), and the
+//! request pipeline.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use base64::Engine as _;
+use kura_barrier::{shamir, Barrier, SEAL_CONFIG_PATH};
+use kura_logical::{
+    BackendConfig, LogicalBackend, LogicalError, Operation, Request, Response, Result, Storage,
+    StorageExt,
+};
+use kura_policy::Capability;
+use kura_storage::Backend;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::expiration::Expiration;
+use crate::ha::HaState;
+use crate::mounts::{
+    MountConfig, MountEntry, MountKind, MountView, Mounted, Router, AUTH_TABLE_KEY,
+    MOUNT_TABLE_KEY,
+};
+use crate::policy_store::PolicyStore;
+use crate::token::{NewToken, TokenEntry, TokenStore};
+use crate::token_backend::TokenBackend;
+use crate::util::{new_uuid, random_bytes};
+use crate::view::{barrier_err, BarrierView};
+
+/// Creates a backend instance for a mount.
+pub type BackendFactory =
+    Arc<dyn Fn(BackendConfig) -> Result<Arc<dyn LogicalBackend>> + Send + Sync>;
+
+/// Server-wide settings the core needs.
+#[derive(Debug, Clone)]
+pub struct CoreConfig {
+    /// System default lease TTL (OpenBao: 768h).
+    pub default_lease_ttl: Duration,
+    /// System maximum lease TTL (OpenBao: 768h).
+    pub max_lease_ttl: Duration,
+    /// Cluster name from the configuration (generated if absent).
+    pub cluster_name: Option<String>,
+    /// Address advertised to clients (`api_addr`).
+    pub api_addr: Option<String>,
+    /// Address advertised to peers (`cluster_addr`).
+    pub cluster_addr: Option<String>,
+    /// Standbys forward everything instead of serving reads.
+    pub disable_standby_reads: bool,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        let month = Duration::from_secs(768 * 3600);
+        CoreConfig {
+            default_lease_ttl: month,
+            max_lease_ttl: month,
+            cluster_name: None,
+            api_addr: None,
+            cluster_addr: None,
+            disable_standby_reads: false,
+        }
+    }
+}
+
+/// Identity of the cluster, created at initialisation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ClusterInfo {
+    /// Cluster UUID.
+    pub id: String,
+    /// Cluster name.
+    pub name: String,
+}
+
+/// The seal configuration, stored in plaintext next to the barrier.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub(crate) struct SealConfig {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub secret_shares: u8,
+    pub secret_threshold: u8,
+    #[serde(default)]
+    pub nonce: String,
+}
+
+/// What `sys/init` returns.
+pub struct InitResult {
+    /// Unseal key shares.
+    pub keys: Vec<Zeroizing<Vec<u8>>>,
+    /// The initial root token.
+    pub root_token: String,
+}
+
+/// A response with the storage index the node had applied when it answered.
+pub struct HandledResponse {
+    /// The response (status in `status`, 204/200 decided by the listener).
+    pub response: Response,
+}
+
+#[derive(Default)]
+pub(crate) struct UnsealProgress {
+    pub nonce: String,
+    pub shares: Vec<Zeroizing<Vec<u8>>>,
+}
+
+/// State that exists only while the node is unsealed.
+pub(crate) struct Runtime {
+    pub router: RwLock<Arc<Router>>,
+    /// The `sys/` entry of the mount table (served by the core itself, not a backend).
+    pub system_mount: MountEntry,
+    pub tokens: Arc<TokenStore>,
+    pub policies: Arc<PolicyStore>,
+    pub cluster: ClusterInfo,
+    pub expiration: Arc<Expiration>,
+}
+
+impl Runtime {
+    pub fn router(&self) -> Arc<Router> {
+        self.router.read().expect("router lock").clone()
+    }
+}
+
+/// Storage key of the cluster identity.
+const CLUSTER_INFO_KEY: &str = "core/cluster-info";
+
+/// The Kura core.
+pub struct Core {
+    pub(crate) config: CoreConfig,
+    pub(crate) physical: Arc<dyn Backend>,
+    pub(crate) barrier: Arc<Barrier>,
+    pub(crate) progress: tokio::sync::Mutex<UnsealProgress>,
+    pub(crate) ha: watch::Sender<HaState>,
+    pub(crate) runtime: RwLock<Option<Arc<Runtime>>>,
+    pub(crate) factories: BTreeMap<String, BackendFactory>,
+    pub(crate) standby: Arc<AtomicBool>,
+    /// Serialises seal/unseal and mount-table changes.
+    pub(crate) state_lock: tokio::sync::Mutex<()>,
+}
+
+impl Core {
+    /// A sealed core over `physical`, with the given engine factories (by type name).
+    pub fn new(
+        config: CoreConfig,
+        physical: Arc<dyn Backend>,
+        factories: BTreeMap<String, BackendFactory>,
+    ) -> Arc<Self> {
+        let barrier = Arc::new(Barrier::new(physical.clone()));
+        let (ha, _) = watch::channel(HaState::Sealed);
+        Arc::new(Core {
+            config,
+            physical,
+            barrier,
+            progress: tokio::sync::Mutex::new(UnsealProgress::default()),
+            ha,
+            runtime: RwLock::new(None),
+            factories,
+            standby: Arc::new(AtomicBool::new(false)),
+            state_lock: tokio::sync::Mutex::new(()),
+        })
+    }
+
+    /// Watches the HA state.
+    pub fn ha_state(&self) -> watch::Receiver<HaState> {
+        self.ha.subscribe()
+    }
+
+    /// The current HA state.
+    pub fn current_state(&self) -> HaState {
+        *self.ha.borrow()
+    }
+
+    /// The storage index this node has applied (0 without an indexed backend).
+    pub fn applied_index(&self) -> u64 {
+        self.physical.indexed().map_or(0, |i| i.applied_index())
+    }
+
+    /// The physical backend's name (`raft`, `inmem`).
+    pub fn storage_type(&self) -> &'static str {
+        self.physical.name()
+    }
+
+    /// True if the storage offers an HA lock.
+    pub fn ha_enabled(&self) -> bool {
+        self.physical.ha_lock().is_some()
+    }
+
+    /// The core configuration.
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    pub(crate) fn runtime(&self) -> Option<Arc<Runtime>> {
+        self.runtime.read().expect("runtime lock").clone()
+    }
+
+    /// The cluster identity, once unsealed.
+    pub fn cluster_info(&self) -> Option<ClusterInfo> {
+        self.runtime().map(|r| r.cluster.clone())
+    }
+
+    /// True if the barrier has been initialised.
+    pub async fn is_initialized(&self) -> Result<bool> {
+        self.barrier.is_initialized().await.map_err(barrier_err)
+    }
+
+    /// True while sealed.
+    pub fn is_sealed(&self) -> bool {
+        self.runtime().is_none()
+    }
+
+    pub(crate) async fn seal_config(&self) -> Result<Option<SealConfig>> {
+        match self.physical.get(SEAL_CONFIG_PATH).await? {
+            None => Ok(None),
+            Some(b) => serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| LogicalError::Internal(format!("seal config: {e}"))),
+        }
+    }
+
+    /// Initialises a new barrier: root key split into `shares` with `threshold`, root token
+    /// created. Leaves the node sealed, as OpenBao does.
+    pub async fn initialize(&self, shares: u8, threshold: u8) -> Result<InitResult> {
+        self.initialize_with(shares, threshold, None).await
+    }
+
+    /// Like [`Core::initialize`], with an explicit root token ID (dev mode).
+    pub async fn initialize_with(
+        &self,
+        shares: u8,
+        threshold: u8,
+        root_token_id: Option<String>,
+    ) -> Result<InitResult> {
+        let _guard = self.state_lock.lock().await;
+        if self.is_initialized().await? {
+            return Err(LogicalError::bad("Vault is already initialized"));
+        }
+        if shares == 0 {
+            return Err(LogicalError::bad("number of key shares must be at least one"));
+        }
+        if threshold == 0 || threshold > shares {
+            return Err(LogicalError::bad(
+                "invalid seal configuration: threshold must be between 1 and the number of shares",
+            ));
+        }
+        if shares > 1 && threshold == 1 {
+            return Err(LogicalError::bad(
+                "invalid seal configuration: threshold must be greater than one for multiple shares",
+            ));
+        }
+        let root_key = Zeroizing::new(random_bytes(32));
+        let keys: Vec<Zeroizing<Vec<u8>>> = if shares == 1 {
+            vec![root_key.clone()]
+        } else {
+            shamir::split(&root_key, shares, threshold)
+                .map_err(|e| LogicalError::Internal(e.to_string()))?
+                .into_iter()
+                .map(Zeroizing::new)
+                .collect()
+        };
+        self.barrier
+            .initialize(&root_key)
+            .await
+            .map_err(barrier_err)?;
+        self.barrier.unseal(&root_key).await.map_err(barrier_err)?;
+        let result = self.first_setup(root_token_id).await;
+        self.barrier.seal();
+        let root_token = result?;
+        let cfg = SealConfig {
+            kind: "shamir".into(),
+            secret_shares: shares,
+            secret_threshold: threshold,
+            nonce: String::new(),
+        };
+        self.physical
+            .put(
+                SEAL_CONFIG_PATH,
+                serde_json::to_vec(&cfg).map_err(|e| LogicalError::Internal(e.to_string()))?,
+            )
+            .await?;
+        Ok(InitResult { keys, root_token })
+    }
+
+    /// Writes what a new cluster needs inside the barrier; returns the root token.
+    async fn first_setup(&self, root_token_id: Option<String>) -> Result<String> {
+        let core_view = BarrierView::new(self.barrier.clone(), "");
+        let name = self
+            .config
+            .cluster_name
+            .clone()
+            .unwrap_or_else(|| format!("vault-cluster-{}", hex::encode(random_bytes(4))));
+        core_view
+            .put_json(CLUSTER_INFO_KEY, &ClusterInfo { id: new_uuid(), name })
+            .await?;
+        let policies = PolicyStore::new(BarrierView::new(self.barrier.clone(), "sys/policy/"));
+        policies.ensure_default().await?;
+        core_view
+            .put_json(MOUNT_TABLE_KEY, &default_mounts())
+            .await?;
+        core_view.put_json(AUTH_TABLE_KEY, &default_auth()).await?;
+        let tokens = TokenStore::open(BarrierView::new(self.barrier.clone(), "sys/token/")).await?;
+        let (id, _) = tokens
+            .create(NewToken {
+                id: root_token_id,
+                policies: vec!["root".into()],
+                path: "auth/token/root".into(),
+                display_name: "root".into(),
+                ..Default::default()
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Adds one unseal key share. Returns true once unsealed.
+    pub async fn submit_unseal_key(&self, key: &[u8]) -> Result<bool> {
+        let _guard = self.state_lock.lock().await;
+        if self.runtime().is_some() {
+            return Ok(true);
+        }
+        let cfg = self
+            .seal_config()
+            .await?
+            .ok_or_else(|| LogicalError::bad("Vault is not initialized"))?;
+        let mut progress = self.progress.lock().await;
+        if progress.nonce.is_empty() {
+            progress.nonce = new_uuid();
+        }
+        if progress.shares.iter().any(|s| s.as_slice() == key) {
+            return Ok(false);
+        }
+        progress.shares.push(Zeroizing::new(key.to_vec()));
+        if progress.shares.len() < cfg.secret_threshold as usize {
+            return Ok(false);
+        }
+        let shares = std::mem::take(&mut progress.shares);
+        progress.nonce.clear();
+        drop(progress);
+        let root_key: Zeroizing<Vec<u8>> = if cfg.secret_threshold == 1 {
+            shares[0].clone()
+        } else {
+            let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+            Zeroizing::new(
+                shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?,
+            )
+        };
+        self.barrier.unseal(&root_key).await.map_err(|e| {
+            if e.is_sealed() {
+                LogicalError::Sealed
+            } else {
+                LogicalError::bad(format!("failed to unseal: {e}"))
+            }
+        })?;
+        if let Err(e) = self.post_unseal().await {
+            self.barrier.seal();
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    /// Unseals with the root key directly (dev mode, tests).
+    pub async fn unseal_with_keys(&self, keys: &[Zeroizing<Vec<u8>>]) -> Result<()> {
+        for k in keys {
+            if self.submit_unseal_key(k).await? {
+                return Ok(());
+            }
+        }
+        Err(LogicalError::bad("not enough keys to unseal"))
+    }
+
+    /// Current unseal progress: (shares so far, nonce).
+    pub async fn unseal_progress(&self) -> (usize, String) {
+        let p = self.progress.lock().await;
+        (p.shares.len(), p.nonce.clone())
+    }
+
+    /// Discards unseal progress.
+    pub async fn reset_unseal(&self) {
+        let mut p = self.progress.lock().await;
+        p.shares.clear();
+        p.nonce.clear();
+    }
+
+    /// Builds the runtime after the barrier is unsealed and takes the HA lock if any.
+    async fn post_unseal(&self) -> Result<()> {
+        let core_view = BarrierView::new(self.barrier.clone(), "");
+        let cluster: ClusterInfo = core_view
+            .get_json(CLUSTER_INFO_KEY)
+            .await?
+            .ok_or_else(|| LogicalError::Internal("cluster info missing".into()))?;
+        if let Some(lock) = self.physical.ha_lock() {
+            // Single-node raft: the lock is ours as soon as this node leads.
+            let guard = tokio::time::timeout(Duration::from_secs(30), lock.acquire(Vec::new()))
+                .await
+                .map_err(|_| LogicalError::Internal("timed out acquiring the HA lock".into()))??;
+            drop(guard);
+        }
+        let policies = Arc::new(PolicyStore::new(BarrierView::new(
+            self.barrier.clone(),
+            "sys/policy/",
+        )));
+        policies.ensure_default().await?;
+        let tokens =
+            Arc::new(TokenStore::open(BarrierView::new(self.barrier.clone(), "sys/token/")).await?);
+        let mut mounts: Vec<MountEntry> = core_view
+            .get_json(MOUNT_TABLE_KEY)
+            .await?
+            .unwrap_or_else(default_mounts);
+        mounts.extend(
+            core_view
+                .get_json::<Vec<MountEntry>>(AUTH_TABLE_KEY)
+                .await?
+                .unwrap_or_else(default_auth),
+        );
+        let mut mounted = Vec::new();
+        let system_mount = match mounts.iter().position(|m| m.backend_type == "system") {
+            Some(i) => mounts.remove(i),
+            None => default_mounts().remove(0),
+        };
+        for entry in mounts {
+            match self.instantiate(entry.clone(), &tokens, &policies) {
+                Ok(m) => mounted.push(m),
+                Err(e) => {
+                    tracing::error!(path = %entry.path, kind = %entry.backend_type, error = %e, "failed to start mount");
+                }
+            }
+        }
+        let expiration = Expiration::start(tokens.clone()).await?;
+        let runtime = Arc::new(Runtime {
+            router: RwLock::new(Arc::new(Router::new(mounted))),
+            system_mount,
+            tokens,
+            policies,
+            cluster,
+            expiration,
+        });
+        *self.runtime.write().expect("runtime lock") = Some(runtime);
+        self.standby.store(false, Ordering::Relaxed);
+        self.ha.send_replace(HaState::Active);
+        Ok(())
+    }
+
+    /// Starts the backend for a mount entry.
+    pub(crate) fn instantiate(
+        &self,
+        entry: MountEntry,
+        tokens: &Arc<TokenStore>,
+        policies: &Arc<PolicyStore>,
+    ) -> Result<Arc<Mounted>> {
+        let view = Arc::new(MountView {
+            config: RwLock::new(entry.config.clone()),
+            system_default_ttl: self.config.default_lease_ttl,
+            system_max_ttl: self.config.max_lease_ttl,
+            standby: self.standby.clone(),
+        });
+        let backend: Arc<dyn LogicalBackend> = match entry.backend_type.as_str() {
+            "token" => Arc::new(TokenBackend::new(tokens.clone(), policies.clone(), view.clone())),
+            other => {
+                let factory = self.factories.get(other).ok_or_else(|| {
+                    LogicalError::bad(format!("plugin not found in the catalog: {other}"))
+                })?;
+                factory(BackendConfig {
+                    mount: entry.info(),
+                    storage: Arc::new(BarrierView::new(
+                        self.barrier.clone(),
+                        entry.storage_prefix(),
+                    )),
+                    system: view.clone(),
+                })?
+            }
+        };
+        Ok(Arc::new(Mounted {
+            entry,
+            backend,
+            view,
+        }))
+    }
+
+    /// Seals the node: drops the runtime, zeroizes keys.
+    pub async fn seal(&self) -> Result<()> {
+        let _guard = self.state_lock.lock().await;
+        let runtime = self.runtime.write().expect("runtime lock").take();
+        if let Some(rt) = runtime {
+            rt.expiration.stop();
+            for m in rt.router().all() {
+                m.backend.cleanup().await;
+            }
+        }
+        if let Some(lock) = self.physical.ha_lock() {
+            let _ = lock.release().await;
+        }
+        self.barrier.seal();
+        self.reset_unseal().await;
+        self.ha.send_replace(HaState::Sealed);
+        Ok(())
+    }
+
+    /// Runs one request through the pipeline.
+    pub async fn handle_request(&self, mut req: Request) -> Result<Response> {
+        if !req.namespace.is_empty() && req.namespace != "root" && req.namespace != "root/" {
+            return Err(LogicalError::bad(format!(
+                "namespace {:?} does not exist (only the root namespace exists)",
+                req.namespace
+            )));
+        }
+        req.namespace.clear();
+        if let Some(resp) = self.handle_unauthenticated_sys(&req).await? {
+            return Ok(resp);
+        }
+        let rt = self.runtime().ok_or(LogicalError::Sealed)?;
+        match self.current_state() {
+            HaState::Active => {}
+            HaState::Sealed => return Err(LogicalError::Sealed),
+            HaState::Standby | HaState::ReadServingStandby => {
+                return Err(LogicalError::Coded {
+                    status: 503,
+                    message: "this node is a standby and request forwarding is not available yet"
+                        .into(),
+                })
+            }
+        }
+        let router = rt.router();
+        let is_sys = req.path == "sys" || req.path.starts_with("sys/");
+        let mounted = if is_sys {
+            None
+        } else {
+            Some(router.route(&req.path).cloned().ok_or_else(|| {
+                LogicalError::Coded {
+                    status: 404,
+                    message: format!(
+                        "no handler for route {:?}. route entry not found.",
+                        req.path
+                    ),
+                }
+            })?)
+        };
+        if let Some(m) = &mounted {
+            let rp = m.entry.route_path();
+            req.mount_point = rp.clone();
+            req.relative_path = req.path.get(rp.len()..).unwrap_or("").to_string();
+        } else {
+            req.mount_point = "sys/".into();
+            req.relative_path = req.path.strip_prefix("sys/").unwrap_or("").to_string();
+        }
+        if req.operation == Operation::List && !req.path.ends_with('/') {
+            req.path.push('/');
+            if !req.relative_path.is_empty() {
+                req.relative_path.push('/');
+            }
+        }
+
+        let special = mounted
+            .as_ref()
+            .map(|m| m.backend.special_paths())
+            .unwrap_or_else(crate::sys::special_paths);
+        let unauthenticated = matches_any(&special.unauthenticated, &req.relative_path);
+
+        // Token and ACL.
+        let mut token_entry: Option<TokenEntry> = None;
+        if !unauthenticated {
+            let entry = rt
+                .tokens
+                .lookup(&req.client_token)
+                .await?
+                .filter(|e| e.num_uses >= 0)
+                .ok_or(LogicalError::PermissionDenied)?;
+            // Existence check turns an update into a create where the target is absent.
+            if req.operation == Operation::Update {
+                if let Some(m) = &mounted {
+                    if let Some(false) = m.backend.exists(&req).await? {
+                        req.operation = Operation::Create;
+                    }
+                }
+            }
+            let acl = rt.policies.acl(&entry.policies).await?;
+            let cap = capability_for(req.operation);
+            let params = matches!(
+                req.operation,
+                Operation::Create | Operation::Update | Operation::Patch
+            )
+            .then_some(&req.data);
+            let decision = acl.check(&req.path, cap, params);
+            if !decision.allowed {
+                return Err(LogicalError::PermissionDenied);
+            }
+            if matches_any(&special.root, &req.relative_path) {
+                let sudo = acl.check(&req.path, Capability::SUDO, None);
+                if !sudo.allowed {
+                    return Err(LogicalError::PermissionDenied);
+                }
+            }
+            req.token = Some(Arc::new(kura_logical::TokenContext {
+                client_token: req.client_token.clone(),
+                accessor: entry.accessor.clone(),
+                policies: entry.policies.clone(),
+                display_name: entry.display_name.clone(),
+                entity_id: entry.entity_id.clone(),
+                meta: entry.meta.clone(),
+                is_root: entry.is_root(),
+            }));
+            token_entry = Some(entry);
+        }
+
+        let mut last_use = false;
+        if let Some(entry) = token_entry.as_mut() {
+            last_use = rt.tokens.use_token(entry).await?;
+        }
+
+        let result = match &mounted {
+            Some(m) => m.backend.handle(&req).await,
+            None => self.handle_sys(&rt, &req).await,
+        };
+        if last_use {
+            if let Some(entry) = &token_entry {
+                rt.tokens.revoke_tree(&entry.hash).await?;
+            }
+        }
+        let resp = result?;
+        if let Some(auth) = resp.as_ref().and_then(|r| r.auth.as_ref()) {
+            rt.expiration.track_token(&rt.tokens.hash(&auth.client_token), auth.lease_duration);
+        }
+        match resp {
+            Some(r) => Ok(r),
+            None if matches!(req.operation, Operation::Read | Operation::List) => {
+                Err(LogicalError::NotFound)
+            }
+            None => Ok(Response {
+                status: Some(204),
+                ..Default::default()
+            }),
+        }
+    }
+
+    /// Creates a token directly (dev-mode bootstrap and tests).
+    pub async fn create_token(&self, policies: Vec<String>, ttl: Duration) -> Result<String> {
+        let rt = self.runtime().ok_or(LogicalError::Sealed)?;
+        let (id, _) = rt
+            .tokens
+            .create(NewToken {
+                policies,
+                path: "auth/token/create".into(),
+                display_name: "token".into(),
+                ttl,
+                renewable: true,
+                ..Default::default()
+            })
+            .await?;
+        Ok(id)
+    }
+
+    /// Mounts a secrets engine (used by dev mode and `sys/mounts`).
+    pub async fn mount(
+        &self,
+        path: &str,
+        backend_type: &str,
+        description: &str,
+        config: MountConfig,
+        options: BTreeMap<String, String>,
+        kind: MountKind,
+    ) -> Result<()> {
+        crate::sys::mount_engine(self, path, backend_type, description, config, options, kind).await
+    }
+
+    /// The barrier (for key status and raw-storage tests).
+    pub fn barrier(&self) -> &Arc<Barrier> {
+        &self.barrier
+    }
+
+    pub(crate) fn core_view(&self) -> BarrierView {
+        BarrierView::new(self.barrier.clone(), "")
+    }
+
+    pub(crate) async fn persist_tables(&self, rt: &Runtime, router: &Router) -> Result<()> {
+        let mut mounts: Vec<MountEntry> = vec![rt.system_mount.clone()];
+        mounts.extend(
+            router
+                .entries(MountKind::Secret)
+                .into_iter()
+                .map(|m| m.entry.clone()),
+        );
+        let auth: Vec<MountEntry> = router
+            .entries(MountKind::Auth)
+            .into_iter()
+            .map(|m| m.entry.clone())
+            .collect();
+        let view = self.core_view();
+        view.transaction(vec![
+            kura_storage::TxnOp::Put {
+                key: MOUNT_TABLE_KEY.into(),
+                value: serde_json::to_vec(&mounts).map_err(|e| LogicalError::Internal(e.to_string()))?,
+            },
+            kura_storage::TxnOp::Put {
+                key: AUTH_TABLE_KEY.into(),
+                value: serde_json::to_vec(&auth).map_err(|e| LogicalError::Internal(e.to_string()))?,
+            },
+        ])
+        .await
+    }
+}
+
+/// Decodes an unseal key given as hex or base64.
+pub(crate) fn decode_key(s: &str) -> Result<Vec<u8>> {
+    let s = s.trim();
+    if let Ok(b) = hex::decode(s) {
+        return Ok(b);
+    }
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .map_err(|_| LogicalError::bad("'key' must be a valid hex or base64 string"))
+}
+
+fn capability_for(op: Operation) -> Capability {
+    match op {
+        Operation::Read | Operation::Help => Capability::READ,
+        Operation::Create => Capability::CREATE,
+        Operation::Update => Capability::UPDATE,
+        Operation::Patch => Capability::PATCH,
+        Operation::Delete => Capability::DELETE,
+        Operation::List => Capability::LIST,
+    }
+}
+
+/// Matches a path against special-path patterns (a trailing `*` is a prefix match).
+pub(crate) fn matches_any(patterns: &[String], path: &str) -> bool {
+    patterns.iter().any(|p| match p.strip_suffix('*') {
+        Some(prefix) => path.starts_with(prefix),
+        None => path == p || path.trim_end_matches('/') == p,
+    })
+}
+
+fn mount_entry(path: &str, backend_type: &str, description: &str, kind: MountKind) -> MountEntry {
+    let accessor_prefix = match kind {
+        MountKind::Secret => backend_type.to_string(),
+        MountKind::Auth => format!("auth_{backend_type}"),
+    };
+    MountEntry {
+        path: path.into(),
+        backend_type: backend_type.into(),
+        description: description.into(),
+        uuid: new_uuid(),
+        accessor: format!("{accessor_prefix}_{}", hex::encode(random_bytes(4))),
+        config: MountConfig::default(),
+        options: BTreeMap::new(),
+        local: false,
+        seal_wrap: false,
+        external_entropy_access: false,
+        kind,
+    }
+}
+
+pub(crate) fn new_mount_entry(path: &str, backend_type: &str, description: &str, kind: MountKind) -> MountEntry {
+    mount_entry(path, backend_type, description, kind)
+}
+
+fn default_mounts() -> Vec<MountEntry> {
+    vec![mount_entry(
+        "sys/",
+        "system",
+        "system endpoints used for control, policy and debugging",
+        MountKind::Secret,
+    )]
+}
+
+fn default_auth() -> Vec<MountEntry> {
+    let mut token = mount_entry("token/", "token", "token based credentials", MountKind::Auth);
+    token.config.token_type = "default-service".into();
+    vec![token]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn special_path_matching() {
+        let pats = vec!["login/*".to_string(), "accessors*".to_string(), "exact".to_string()];
+        assert!(matches_any(&pats, "login/bob"));
+        assert!(matches_any(&pats, "accessors/"));
+        assert!(matches_any(&pats, "exact"));
+        assert!(!matches_any(&pats, "exactly"));
+        assert!(!matches_any(&pats, "logi"));
+    }
+
+    #[test]
+    fn decodes_hex_and_base64_keys() {
+        assert_eq!(decode_key("0102").unwrap(), vec![1, 2]);
+        assert_eq!(decode_key("AQI=").unwrap(), vec![1, 2]);
+        assert_eq!(decode_key("!!").unwrap_err().status(), 400);
+    }
+}

@@ -1,0 +1,282 @@
+//! HTTP ⇄ core request/response conversion in OpenBao's shapes.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use kura_core::Core;
+use kura_logical::{LogicalError, Map, Operation, Request, Response};
+use serde_json::{json, Value};
+
+use crate::ListenerSettings;
+
+/// OpenBao's default `max_request_size`: 32 MiB.
+pub const MAX_REQUEST_SIZE_DEFAULT: usize = 32 * 1024 * 1024;
+
+type HttpResponse = hyper::Response<Full<Bytes>>;
+
+fn json_response(status: u16, body: &Value) -> HttpResponse {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut resp = hyper::Response::new(Full::new(Bytes::from(bytes)));
+    *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let h = resp.headers_mut();
+    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn error_response(status: u16, messages: Vec<String>) -> HttpResponse {
+    json_response(status, &json!({ "errors": messages }))
+}
+
+fn logical_error(e: &LogicalError) -> HttpResponse {
+    error_response(e.status(), e.messages())
+}
+
+/// Parses a query string into request data (`a=1&b=2`), percent-decoding values.
+fn parse_query(q: &str) -> Map {
+    let mut m = Map::new();
+    for pair in q.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        m.insert(percent_decode(k), Value::String(percent_decode(v)));
+    }
+    m
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 3;
+                    }
+                    None => {
+                        out.push(b'%');
+                        i += 1;
+                    }
+                }
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Handles one HTTP request.
+pub async fn handle(
+    core: Arc<Core>,
+    settings: &ListenerSettings,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> HttpResponse {
+    let deadline = settings.max_request_duration;
+    match tokio::time::timeout(deadline, handle_inner(core, settings, peer, req)).await {
+        Ok(r) => r,
+        Err(_) => error_response(504, vec!["request exceeded max_request_duration".into()]),
+    }
+}
+
+async fn handle_inner(
+    core: Arc<Core>,
+    settings: &ListenerSettings,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> HttpResponse {
+    let (parts, body) = req.into_parts();
+    let Some(path) = parts.uri.path().strip_prefix("/v1/") else {
+        return error_response(404, vec![]);
+    };
+    let path = percent_decode(path);
+    let query = parts.uri.query().map(parse_query).unwrap_or_default();
+    let is_head = parts.method == Method::HEAD;
+    let list_param = query
+        .get("list")
+        .and_then(|v| v.as_str())
+        .is_some_and(|v| matches!(v, "true" | "1" | "t" | "True"));
+    let operation = match parts.method.as_str() {
+        "GET" | "HEAD" if list_param => Operation::List,
+        "GET" | "HEAD" => Operation::Read,
+        "LIST" => Operation::List,
+        "POST" | "PUT" => Operation::Update,
+        "PATCH" => Operation::Patch,
+        "DELETE" => Operation::Delete,
+        _ => return error_response(405, vec!["unsupported method".into()]),
+    };
+    let data = if matches!(operation, Operation::Update | Operation::Patch) {
+        let limit = settings.max_request_size;
+        let bytes = match Limited::new(body, limit).collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(e) => {
+                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                    return error_response(413, vec!["http: request body too large".into()]);
+                }
+                return error_response(400, vec![format!("failed to read request body: {e}")]);
+            }
+        };
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            Map::new()
+        } else {
+            match serde_json::from_slice::<Value>(&bytes) {
+                Ok(Value::Object(m)) => m,
+                Ok(Value::Null) => Map::new(),
+                Ok(_) => {
+                    return error_response(400, vec!["failed to parse JSON input: body must be a JSON object".into()])
+                }
+                Err(e) => return error_response(400, vec![format!("failed to parse JSON input: {e}")]),
+            }
+        }
+    } else {
+        let mut q = query;
+        q.remove("list");
+        q
+    };
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let mut token = header("x-vault-token").unwrap_or_default();
+    if token.is_empty() {
+        if let Some(auth) = header("authorization") {
+            if let Some(t) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+                token = t.trim().to_string();
+            }
+        }
+    }
+    if header("x-vault-wrap-ttl").is_some_and(|v| !v.is_empty()) {
+        return error_response(400, vec!["response wrapping (X-Vault-Wrap-TTL) is not supported by Kura yet".into()]);
+    }
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut creq = Request::new(operation, path.trim_start_matches('/'));
+    creq.id = request_id.clone();
+    creq.data = data;
+    creq.client_token = token;
+    creq.namespace = header("x-vault-namespace").unwrap_or_default();
+    creq.remote_addr = Some(peer.ip());
+    creq.headers = parts.headers;
+
+    let result = core.handle_request(creq).await;
+    let mut resp = match result {
+        Ok(r) => render(&request_id, r),
+        Err(e) => {
+            if matches!(e, LogicalError::Internal(_)) {
+                tracing::error!(%request_id, error = %e, "internal error");
+            }
+            logical_error(&e)
+        }
+    };
+    if is_head {
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
+    resp
+}
+
+/// Renders a core response in the JSON envelope.
+fn render(request_id: &str, r: Response) -> HttpResponse {
+    if let Some(raw) = r.raw {
+        let mut resp = hyper::Response::new(Full::new(Bytes::from(raw.body)));
+        *resp.status_mut() = StatusCode::from_u16(raw.status).unwrap_or(StatusCode::OK);
+        if let Ok(ct) = HeaderValue::from_str(&raw.content_type) {
+            resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
+        }
+        resp.headers_mut()
+            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        return resp;
+    }
+    if r.status == Some(204) {
+        let mut resp = hyper::Response::new(Full::new(Bytes::new()));
+        *resp.status_mut() = StatusCode::NO_CONTENT;
+        return resp;
+    }
+    let legacy = r.headers.iter().any(|(k, _)| k == "x-kura-legacy-top-level");
+    let (lease_id, renewable, lease_duration) = match &r.lease {
+        Some(l) => (l.lease_id.clone(), l.renewable, l.ttl.as_secs()),
+        None => (String::new(), false, 0),
+    };
+    let mut body = serde_json::Map::new();
+    if legacy {
+        if let Some(d) = &r.data {
+            for (k, v) in d {
+                body.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    body.insert("request_id".into(), json!(request_id));
+    body.insert("lease_id".into(), json!(lease_id));
+    body.insert("renewable".into(), json!(renewable));
+    body.insert("lease_duration".into(), json!(lease_duration));
+    body.insert("data".into(), r.data.map_or(Value::Null, Value::Object));
+    body.insert(
+        "wrap_info".into(),
+        r.wrap_info.map_or(Value::Null, |w| serde_json::to_value(w).unwrap_or(Value::Null)),
+    );
+    body.insert(
+        "warnings".into(),
+        if r.warnings.is_empty() { Value::Null } else { json!(r.warnings) },
+    );
+    body.insert(
+        "auth".into(),
+        match r.auth {
+            Some(a) => {
+                let mut v = serde_json::to_value(a).unwrap_or(Value::Null);
+                v["mfa_requirement"] = Value::Null;
+                v
+            }
+            None => Value::Null,
+        },
+    );
+    let mut resp = json_response(r.status.unwrap_or(200), &Value::Object(body));
+    for (k, v) in r.headers.iter().filter(|(k, _)| k != "x-kura-legacy-top-level") {
+        if let (Ok(name), Ok(val)) = (
+            http::HeaderName::from_bytes(k.as_bytes()),
+            HeaderValue::from_str(v),
+        ) {
+            resp.headers_mut().insert(name, val);
+        }
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parsing_decodes() {
+        let q = parse_query("version=2&list=true&a%2Fb=c%20d&e=f+g");
+        assert_eq!(q["version"], "2");
+        assert_eq!(q["a/b"], "c d");
+        assert_eq!(q["e"], "f g");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+    }
+
+    #[test]
+    fn envelope_shape() {
+        let mut d = Map::new();
+        d.insert("k".into(), json!("v"));
+        let mut r = Response::with_data(d);
+        r.headers.push(("x-kura-legacy-top-level".into(), "1".into()));
+        let resp = render("rid", r);
+        assert_eq!(resp.status(), 200);
+        assert!(resp.headers().get("x-kura-legacy-top-level").is_none());
+    }
+}

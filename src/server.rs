@@ -1,0 +1,342 @@
+//! `kura server`: reads OpenBao configuration files, builds storage, the core and the listeners,
+//! and runs until interrupted. `-dev` starts an in-memory, unsealed server with KV v2 at
+//! `secret/`, as `bao server -dev` does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Parser;
+use kura_config::Config;
+use kura_core::{BackendFactory, Core, CoreConfig, MountConfig, MountKind};
+use kura_http::{Listener, ListenerSettings, TlsSettings};
+use kura_storage::{Backend, CachedBackend, InmemBackend, DEFAULT_CACHE_BYTES};
+
+/// Arguments of `kura server`.
+#[derive(Parser, Debug)]
+#[command(name = "kura server", about = "Run a Kura server")]
+pub struct ServerArgs {
+    /// Configuration file or directory (repeatable).
+    #[arg(long = "config")]
+    config: Vec<PathBuf>,
+    /// Development mode: in memory, initialised, unsealed, root token printed.
+    #[arg(long = "dev")]
+    dev: bool,
+    /// Root token ID in dev mode.
+    #[arg(long = "dev-root-token-id", env = "VAULT_DEV_ROOT_TOKEN_ID")]
+    dev_root_token_id: Option<String>,
+    /// Listen address in dev mode.
+    #[arg(long = "dev-listen-address", env = "VAULT_DEV_LISTEN_ADDRESS", default_value = "127.0.0.1:8200")]
+    dev_listen_address: String,
+    /// Do not mount KV v2 at secret/ in dev mode.
+    #[arg(long = "dev-no-store-token")]
+    dev_no_store_token: bool,
+    /// Log level (trace, debug, info, warn, error).
+    #[arg(long = "log-level", env = "VAULT_LOG_LEVEL")]
+    log_level: Option<String>,
+    /// Log format (standard, json).
+    #[arg(long = "log-format", env = "VAULT_LOG_FORMAT")]
+    log_format: Option<String>,
+}
+
+/// Runs `kura server` with `args` (after the `server` word). Returns the exit code.
+pub fn run(args: Vec<String>) -> i32 {
+    let parsed = match ServerArgs::try_parse_from(std::iter::once("kura server".to_string()).chain(args)) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { 2 } else { 0 };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error starting the runtime: {e}");
+            return 1;
+        }
+    };
+    match runtime.block_on(serve(parsed)) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            1
+        }
+    }
+}
+
+fn dev_config(args: &ServerArgs) -> anyhow::Result<Config> {
+    let text = format!(
+        "storage \"inmem\" {{}}\nlistener \"tcp\" {{\n  address = \"{}\"\n  tls_disable = true\n}}\n",
+        args.dev_listen_address
+    );
+    let mut cfg = kura_config::parse_str(&text, "dev", kura_config::Format::Hcl)?;
+    cfg.api_addr = Some(format!("http://{}", args.dev_listen_address));
+    Ok(cfg)
+}
+
+fn init_logging(level: &str, format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(match level {
+        "err" => "error",
+        "trace" | "debug" | "info" | "warn" | "error" => level,
+        _ => "info",
+    })
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        let _ = builder.json().try_init();
+    } else {
+        let _ = builder.try_init();
+    }
+}
+
+async fn build_storage(cfg: &Config) -> anyhow::Result<(Arc<dyn Backend>, Option<Arc<kura_raft::RaftBackend>>)> {
+    let storage = cfg
+        .storage
+        .as_ref()
+        .ok_or_else(|| anyhow!("no storage block in the configuration: a \"storage\" stanza is required"))?;
+    match storage.kind.as_str() {
+        "inmem" => Ok((Arc::new(InmemBackend::new()), None)),
+        "raft" => {
+            let raft_cfg = storage
+                .raft()
+                .ok_or_else(|| anyhow!("storage \"raft\": missing settings"))?;
+            let path = raft_cfg
+                .path
+                .clone()
+                .or_else(|| std::env::var("VAULT_RAFT_PATH").ok())
+                .ok_or_else(|| anyhow!("storage \"raft\": 'path' must be set"))?;
+            std::fs::create_dir_all(&path).with_context(|| format!("creating raft directory {path}"))?;
+            let node_id = raft_cfg
+                .node_id
+                .clone()
+                .or_else(|| std::env::var("VAULT_RAFT_NODE_ID").ok())
+                .unwrap_or_default();
+            let mut opts = kura_raft::RaftOptions::new(&path, node_id);
+            opts.api_addr = cfg.api_addr.clone().unwrap_or_default();
+            opts.cluster_addr = cfg.cluster_addr.clone().unwrap_or_default();
+            let raft = Arc::new(
+                kura_raft::RaftBackend::open(opts)
+                    .await
+                    .map_err(|e| anyhow!("opening raft storage at {path}: {e}"))?,
+            );
+            Ok((raft.clone(), Some(raft)))
+        }
+        other => bail!("storage type {other:?} is not supported by Kura yet (supported: raft, inmem)"),
+    }
+}
+
+fn factories() -> BTreeMap<String, BackendFactory> {
+    let mut f: BTreeMap<String, BackendFactory> = BTreeMap::new();
+    f.insert("kv".into(), Arc::new(kura_engines::kv_factory));
+    f
+}
+
+fn listener_settings(l: &kura_config::ListenerConfig) -> anyhow::Result<ListenerSettings> {
+    if l.kind != "tcp" {
+        bail!("listener {:?} ({}) is not supported by Kura yet (only \"tcp\")", l.kind, l.file);
+    }
+    let address: SocketAddr = l
+        .address
+        .parse()
+        .or_else(|_| {
+            use std::net::ToSocketAddrs;
+            l.address
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or(())
+        })
+        .map_err(|_| anyhow!("listener \"tcp\" ({}): invalid address {:?}", l.file, l.address))?;
+    let tls = if l.tls_disable {
+        None
+    } else {
+        let cert_file = l
+            .tls_cert_file
+            .clone()
+            .ok_or_else(|| anyhow!("listener \"tcp\" ({}): tls_cert_file is required unless tls_disable = true", l.file))?;
+        let key_file = l
+            .tls_key_file
+            .clone()
+            .ok_or_else(|| anyhow!("listener \"tcp\" ({}): tls_key_file is required unless tls_disable = true", l.file))?;
+        Some(TlsSettings {
+            cert_file,
+            key_file,
+            min_version: l.tls_min_version.clone(),
+        })
+    };
+    let max_request_size = match l.max_request_size {
+        0 => kura_http::MAX_REQUEST_SIZE_DEFAULT,
+        n if n < 0 => usize::MAX,
+        n => n as usize,
+    };
+    Ok(ListenerSettings {
+        address,
+        tls,
+        max_request_size,
+        max_request_duration: l.max_request_duration,
+    })
+}
+
+async fn serve(args: ServerArgs) -> anyhow::Result<()> {
+    let mut cfg = if args.dev {
+        dev_config(&args)?
+    } else {
+        if args.config.is_empty() {
+            bail!("no configuration files found: use -config=FILE or -dev");
+        }
+        kura_config::load(&args.config)?
+    };
+    cfg.apply_process_env();
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| cfg.log_level.clone())
+        .unwrap_or_else(|| "info".into());
+    let format = args
+        .log_format
+        .clone()
+        .or_else(|| cfg.log_format.clone())
+        .unwrap_or_else(|| "standard".into());
+    init_logging(&level.to_lowercase(), &format);
+    for w in &cfg.warnings {
+        eprintln!("WARNING: {w}");
+    }
+    if cfg.listeners.is_empty() {
+        bail!("no listener configured: a listener \"tcp\" block is required");
+    }
+    let settings: Vec<ListenerSettings> = cfg
+        .listeners
+        .iter()
+        .map(listener_settings)
+        .collect::<anyhow::Result<_>>()?;
+    if cfg.api_addr.is_none() {
+        let first = &settings[0];
+        let scheme = if first.tls.is_some() { "https" } else { "http" };
+        cfg.api_addr = Some(format!("{scheme}://{}", first.address));
+    }
+    if cfg.cluster_addr.is_none() {
+        let first = &settings[0];
+        cfg.cluster_addr = Some(format!("https://{}:{}", first.address.ip(), first.address.port() + 1));
+    }
+
+    let (physical, raft) = build_storage(&cfg).await?;
+    let storage_name = physical.name();
+    let ha = physical.ha_lock().is_some();
+    let cached: Arc<dyn Backend> = if cfg.disable_cache {
+        physical
+    } else {
+        let bytes = cfg.cache_size.map_or(DEFAULT_CACHE_BYTES, |n| n as usize);
+        Arc::new(CachedBackend::new(physical, bytes))
+    };
+    let core_config = CoreConfig {
+        default_lease_ttl: cfg.default_lease_ttl.unwrap_or(kura_config::DEFAULT_LEASE_TTL),
+        max_lease_ttl: cfg.max_lease_ttl.unwrap_or(kura_config::DEFAULT_LEASE_TTL),
+        cluster_name: cfg.cluster_name.clone(),
+        api_addr: cfg.api_addr.clone(),
+        cluster_addr: cfg.cluster_addr.clone(),
+        disable_standby_reads: cfg.disable_standby_reads,
+    };
+    let core = Core::new(core_config, cached, factories());
+
+    let mut bound = Vec::new();
+    for s in settings {
+        let l = Listener::bind(s.clone()).await?;
+        bound.push((l, s));
+    }
+
+    println!("==> Kura server configuration:\n");
+    println!("             Api Address: {}", cfg.api_addr.as_deref().unwrap_or(""));
+    println!("         Cluster Address: {}", cfg.cluster_addr.as_deref().unwrap_or(""));
+    for (i, (l, s)) in bound.iter().enumerate() {
+        println!(
+            "              Listener {}: tcp (addr: \"{}\", max_request_duration: \"{}\", max_request_size: \"{}\", tls: \"{}\")",
+            i + 1,
+            l.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            kura_config::duration::format_duration(s.max_request_duration),
+            s.max_request_size,
+            if s.tls.is_some() { "enabled" } else { "disabled" }
+        );
+    }
+    println!("               Log Level: {level}");
+    println!(
+        "                 Storage: {storage_name}{}",
+        if ha { " (HA available)" } else { "" }
+    );
+    println!("                 Version: Kura v{}", kura_core::VERSION);
+    println!("\n==> Kura server started! Log data will stream in below:\n");
+
+    if args.dev {
+        let init = core
+            .initialize_with(1, 1, args.dev_root_token_id.clone())
+            .await
+            .map_err(|e| anyhow!("dev mode initialisation: {e}"))?;
+        core.unseal_with_keys(&init.keys)
+            .await
+            .map_err(|e| anyhow!("dev mode unseal: {e}"))?;
+        let mut opts = BTreeMap::new();
+        opts.insert("version".to_string(), "2".to_string());
+        core.mount(
+            "secret/",
+            "kv",
+            "key/value secret storage",
+            MountConfig::default(),
+            opts,
+            MountKind::Secret,
+        )
+        .await
+        .map_err(|e| anyhow!("dev mode mount: {e}"))?;
+        use base64::Engine as _;
+        let key_b64 = base64::engine::general_purpose::STANDARD.encode(init.keys[0].as_slice());
+        println!("WARNING! dev mode is enabled! In this mode, Kura runs entirely in-memory");
+        println!("and starts unsealed with a single unseal key. The root token is already");
+        println!("authenticated to the CLI, so you can immediately begin using Kura.\n");
+        println!("You may need to set the following environment variables:\n");
+        println!("    $ export VAULT_ADDR='{}'\n", cfg.api_addr.as_deref().unwrap_or(""));
+        println!("The unseal key and root token are displayed below in case you want to");
+        println!("seal/unseal the Vault or re-authenticate.\n");
+        println!("Unseal Key: {key_b64}");
+        println!("Root Token: {}\n", init.root_token);
+        println!("Development mode should NOT be used in production installations!\n");
+        if !args.dev_no_store_token {
+            if let Some(home) = std::env::var_os("HOME") {
+                let _ = std::fs::write(PathBuf::from(home).join(".vault-token"), &init.root_token);
+            }
+        }
+    }
+
+    let mut tasks = Vec::new();
+    for (l, _) in bound {
+        tasks.push(tokio::spawn(l.serve(core.clone())));
+    }
+
+    wait_for_shutdown().await;
+    tracing::info!("shutting down");
+    for t in &tasks {
+        t.abort();
+    }
+    let _ = core.seal().await;
+    if let Some(raft) = raft {
+        let _ = raft.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn wait_for_shutdown() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    let mut hup = signal(SignalKind::hangup()).expect("SIGHUP handler");
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received: nothing to reload yet (certificates and audit files reload in a later release)");
+            }
+        }
+    }
+}
