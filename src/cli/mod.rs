@@ -340,6 +340,15 @@ async fn dispatch(cmd: Command, ui: &mut Ui) -> i32 {
     }
 }
 
+/// Splits repeatable list flags on commas, as Go's string-slice flags do.
+pub(crate) fn split_list(v: &[String]) -> Vec<String> {
+    v.iter()
+        .flat_map(|s| s.split(','))
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// `sanitizePath`: trims spaces and leading and trailing slashes.
 pub(crate) fn sanitize_path(s: &str) -> String {
     s.trim().trim_start_matches('/').trim_end_matches('/').to_string()

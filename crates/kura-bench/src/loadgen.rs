@@ -449,9 +449,15 @@ mod tests {
         assert_eq!(r.ok, 0);
         assert!(r.histogram.is_empty());
         assert_eq!(r.throughput(), 0.0);
-        assert_eq!(r.status_errors.keys().copied().collect::<Vec<_>>(), vec![500]);
+        assert_eq!(
+            r.status_errors.keys().copied().collect::<Vec<_>>(),
+            vec![500]
+        );
         assert!(r.status_errors[&500] > 50);
-        assert_eq!(r.first_error.as_deref(), Some(r#"500: {"errors":["boom"]}"#));
+        assert_eq!(
+            r.first_error.as_deref(),
+            Some(r#"500: {"errors":["boom"]}"#)
+        );
         assert_eq!(r.percentile_us(0.99), 0);
     }
 

@@ -27,7 +27,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the benchmark and write the results, BENCHMARKS.md and the chart.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Serve a fixed KV-v2-read-sized JSON answer: the machine's HTTP ceiling.
     Ceiling {
         /// Address to listen on.
@@ -110,9 +110,8 @@ fn pick_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
         list => list
             .split(',')
             .map(|n| {
-                scenarios::find(n.trim()).with_context(|| {
-                    format!("unknown scenario {n:?} (see `kura-bench list`)")
-                })
+                scenarios::find(n.trim())
+                    .with_context(|| format!("unknown scenario {n:?} (see `kura-bench list`)"))
             })
             .collect(),
     }
@@ -121,18 +120,19 @@ fn pick_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
 fn relative_link(from_file: &std::path::Path, to: &std::path::Path) -> String {
     // BENCHMARKS.md normally sits at the repository root beside docs/.
     match from_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => to
-            .strip_prefix(dir)
-            .unwrap_or(to)
-            .display()
-            .to_string(),
+        Some(dir) => to.strip_prefix(dir).unwrap_or(to).display().to_string(),
         None => to.display().to_string(),
     }
 }
 
 async fn run(args: RunArgs) -> Result<bool> {
     let mut targets = Vec::new();
-    for t in args.targets.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+    for t in args
+        .targets
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
         targets.push(TargetKind::parse_server(t).with_context(|| format!("unknown target {t:?}"))?);
     }
     if args.connections == 0 || args.rounds == 0 {
@@ -177,7 +177,11 @@ async fn run(args: RunArgs) -> Result<bool> {
         let link = relative_link(&args.markdown, &args.svg);
         std::fs::write(&args.markdown, report::markdown(&results, &link))
             .with_context(|| format!("write {}", args.markdown.display()))?;
-        println!("wrote {} and {}", args.markdown.display(), args.svg.display());
+        println!(
+            "wrote {} and {}",
+            args.markdown.display(),
+            args.svg.display()
+        );
     }
     let bao_ok = results
         .target(TargetKind::Bao)
@@ -187,7 +191,10 @@ async fn run(args: RunArgs) -> Result<bool> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("kura-bench: cannot start the runtime: {e}");
@@ -196,7 +203,7 @@ fn main() -> ExitCode {
     };
     let outcome = rt.block_on(async move {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(*args).await,
             Command::Ceiling {
                 listen,
                 body_bytes,

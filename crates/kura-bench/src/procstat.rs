@@ -106,9 +106,6 @@ mod tests {
         assert!(x != 1);
         assert!(cpu_seconds(pid).unwrap() >= 0.0);
         assert!(rss_kib(pid).unwrap() > 100);
-        assert!(matches!(
-            rss_kib(u32::MAX),
-            Err(ProcError::Read { .. })
-        ));
+        assert!(matches!(rss_kib(u32::MAX), Err(ProcError::Read { .. })));
     }
 }

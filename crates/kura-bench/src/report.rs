@@ -159,8 +159,16 @@ fn scenario_table(out: &mut String, r: &BenchResults, topology: &str) {
             cell(bao, |m| rate(m.throughput)),
             cell(kura, |m| rate(m.throughput)),
             ratio_text(s),
-            cell(bao, |m| format!("{} / {}", fmt_us(m.p50_us), fmt_us(m.p99_us))),
-            cell(kura, |m| format!("{} / {}", fmt_us(m.p50_us), fmt_us(m.p99_us))),
+            cell(bao, |m| format!(
+                "{} / {}",
+                fmt_us(m.p50_us),
+                fmt_us(m.p99_us)
+            )),
+            cell(kura, |m| format!(
+                "{} / {}",
+                fmt_us(m.p50_us),
+                fmt_us(m.p99_us)
+            )),
             cell(bao, |m| join_cpu(&m.cpu_s_per_1k)),
             cell(kura, |m| join_cpu(&m.cpu_s_per_1k)),
             cell(bao, |m| join_mib(&m.rss_load_kib)),
@@ -171,11 +179,17 @@ fn scenario_table(out: &mut String, r: &BenchResults, topology: &str) {
     }
 }
 
-fn goal_row(out: &mut String, goal: &str, measured: Option<String>, met: Option<bool>) {
+fn goal_row(
+    out: &mut String,
+    goal: &str,
+    measured: Option<String>,
+    met: Option<bool>,
+    why_not: &str,
+) {
     let _ = writeln!(
         out,
         "| {goal} | {} | {} |",
-        measured.unwrap_or_else(|| "not measured (Kura missing or unsupported)".into()),
+        measured.unwrap_or_else(|| format!("not measured (Kura: {why_not})")),
         match met {
             Some(true) => "yes",
             Some(false) => "**no**",
@@ -208,14 +222,22 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         "- **Load:** {} keep-alive HTTP/1.1 connections on loopback, each sending requests back \
          to back (closed loop); {} s warm-up, then {} s measured; {} alternating round(s) per \
          target (bao, kura, bao, kura, …); the figures are medians over rounds (max latency: the \
-         largest seen). KV scenarios spread over {} keys.",
+         largest seen). KV scenarios spread over {} keys; the measured window counts answers \
+         that complete inside it, and requests still in flight when it closes are drained \
+         before the next run.",
         r.connections, r.warmup_s, r.duration_s, r.rounds, r.keys
     );
     let _ = writeln!(out);
-    let _ = writeln!(out, "![Throughput, bao and Kura per scenario]({svg_link})\n");
+    let _ = writeln!(
+        out,
+        "![Throughput, bao and Kura per scenario]({svg_link})\n"
+    );
 
     let _ = writeln!(out, "## Targets\n");
-    let _ = writeln!(out, "| target | state | version | idle RSS per node | load token |");
+    let _ = writeln!(
+        out,
+        "| target | state | version | idle RSS per node | load token |"
+    );
     let _ = writeln!(out, "|---|---|---|--:|---|");
     for t in &r.targets {
         let state = match &t.availability {
@@ -253,7 +275,11 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         .iter()
         .find(|s| s.topology == "single" && s.targets.contains_key(&TargetKind::Ceiling));
     if let Some(s) = ceiling {
-        if let Some(c) = s.targets.get(&TargetKind::Ceiling).and_then(Outcome::summary) {
+        if let Some(c) = s
+            .targets
+            .get(&TargetKind::Ceiling)
+            .and_then(Outcome::summary)
+        {
             let _ = writeln!(out, "### HTTP ceiling\n");
             let _ = writeln!(
                 out,
@@ -284,12 +310,18 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
             .iter()
             .find(|s| s.name == name && s.topology == "single")
     };
+    let kura_word = |name: &str| {
+        single(name)
+            .and_then(|s| s.targets.get(&TargetKind::Kura))
+            .map_or("not run", Outcome::word)
+    };
     let read_ratio = single("kvv2_read").and_then(ScenarioResult::ratio);
     goal_row(
         &mut out,
         "single-node KV v2 reads ≥ 10× bao",
         read_ratio.map(|x| format!("{x:.2}×")),
         read_ratio.map(|x| x >= 10.0),
+        kura_word("kvv2_read"),
     );
     let frac = r.kura_ceiling_fraction();
     goal_row(
@@ -297,6 +329,7 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         "single-node KV v2 reads ≥ 50% of the HTTP ceiling",
         frac.map(|f| format!("{:.1}%", f * 100.0)),
         frac.map(|f| f >= 0.5),
+        kura_word("kvv2_read"),
     );
     let write_ratio = single("kvv2_write").and_then(ScenarioResult::ratio);
     goal_row(
@@ -304,6 +337,7 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         "single-node KV v2 writes ≥ 5× bao",
         write_ratio.map(|x| format!("{x:.2}×")),
         write_ratio.map(|x| x >= 5.0),
+        kura_word("kvv2_write"),
     );
     let idle = r
         .target(TargetKind::Kura)
@@ -315,14 +349,13 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
     goal_row(
         &mut out,
         "idle resident memory ≤ 20 MB",
-        idle.map(|k| {
-            format!(
-                "{} (bao {})",
-                mib(k),
-                bao_idle.map_or("–".into(), mib)
-            )
-        }),
+        idle.map(|k| format!("{} (bao {})", mib(k), bao_idle.map_or("–".into(), mib))),
         idle.map(|k| k * 1024 <= 20_000_000),
+        match r.target(TargetKind::Kura).map(|t| &t.availability) {
+            Some(Availability::Missing(_)) => "missing",
+            Some(Availability::Failed(_)) => "failed to start",
+            _ => "not run",
+        },
     );
     let _ = writeln!(out);
 
@@ -335,7 +368,12 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         scenario_table(&mut out, r, "cluster3");
         let _ = writeln!(out);
         for (kind, rss) in &r.cluster_idle_rss_kib {
-            let _ = writeln!(out, "- idle RSS of {}'s nodes: {}", kind.name(), join_mib(rss));
+            let _ = writeln!(
+                out,
+                "- idle RSS of {}'s nodes: {}",
+                kind.name(),
+                join_mib(rss)
+            );
         }
         let _ = writeln!(out);
     }
@@ -420,7 +458,7 @@ fn short_rate(x: f64) -> String {
     if x >= 10_000.0 {
         format!("{:.0}k", x / 1000.0)
     } else if x >= 1000.0 {
-        format!("{:.1}k", x / 1000.0)
+        format!("{:.1}k", x / 1000.0).replace(".0k", "k")
     } else if x >= 10.0 {
         format!("{x:.0}")
     } else {
@@ -544,7 +582,7 @@ pub fn svg(r: &BenchResults) -> String {
                     let word = s.targets.get(kind).map_or("–", Outcome::word);
                     let _ = writeln!(
                         out,
-                        r##"<text x="{:.1}" y="{:.1}" text-anchor="end" font-size="10" fill="{color}" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
+                        r##"<text x="{:.1}" y="{:.1}" text-anchor="start" font-size="10" fill="{color}" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
                         x + (bar_w - 4.0) / 2.0 + 3.0,
                         top + plot_h - 4.0,
                         x + (bar_w - 4.0) / 2.0 + 3.0,

@@ -187,7 +187,11 @@ impl Summary {
     /// Summarises rounds.
     pub fn of(rounds: &[Round]) -> Self {
         let med = |f: &dyn Fn(&Round) -> f64| median(&rounds.iter().map(f).collect::<Vec<_>>());
-        let nodes = rounds.iter().map(|r| r.cpu_s_per_1k.len()).max().unwrap_or(0);
+        let nodes = rounds
+            .iter()
+            .map(|r| r.cpu_s_per_1k.len())
+            .max()
+            .unwrap_or(0);
         Self {
             throughput: med(&|r| r.throughput),
             p50_us: med(&|r| r.p50_us as f64).round() as u64,
@@ -304,7 +308,7 @@ pub struct Failover {
 /// Everything one run of the harness measured.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BenchResults {
-    /// UTC date and time of the run (RFC 3339).
+    /// UTC date and time of the run (`YYYY-MM-DD hh:mm:ss UTC`).
     pub date: String,
     /// Command that reproduces the run.
     pub command: String,
@@ -390,7 +394,11 @@ mod tests {
 
     #[test]
     fn summary_takes_medians_and_maxima() {
-        let rounds = [round(100.0, 900, 5000), round(300.0, 700, 9000), round(200.0, 800, 1000)];
+        let rounds = [
+            round(100.0, 900, 5000),
+            round(300.0, 700, 9000),
+            round(200.0, 800, 1000),
+        ];
         let s = Summary::of(&rounds);
         assert_eq!(s.throughput, 200.0);
         assert_eq!(s.p99_us, 800);

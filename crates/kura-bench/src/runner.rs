@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use crate::ceiling;
 use crate::loadgen::{self, LoadConfig, RequestGen, Schedule};
 use crate::procstat;
 use crate::results::{
-    median, Availability, BenchResults, Failover, Machine, Outcome, Round, ScenarioResult,
-    Summary, TargetInfo,
+    median, Availability, BenchResults, Failover, Machine, Outcome, Round, ScenarioResult, Summary,
+    TargetInfo,
 };
 use crate::scenarios::{self, Scenario, SetupCtx, SetupError};
 use crate::target::{CeilingProcess, Server, TargetKind};
@@ -56,7 +56,7 @@ struct Running {
 }
 
 impl Running {
-    async fn start(kind: TargetKind, binary: &PathBuf, nodes: usize) -> Result<Self, String> {
+    async fn start(kind: TargetKind, binary: &Path, nodes: usize) -> Result<Self, String> {
         let server = Server::start(kind, binary, nodes)
             .await
             .map_err(|e| e.to_string())?;
@@ -293,7 +293,10 @@ async fn answer_size(addr: SocketAddr, gen: &dyn RequestGen) -> Option<usize> {
         Some(b) => Some(serde_json::from_slice(b).ok()?),
         None => None,
     };
-    let (status, answer) = api.raw(spec.method.clone(), &spec.path, body.as_ref()).await.ok()?;
+    let (status, answer) = api
+        .raw(spec.method.clone(), &spec.path, body.as_ref())
+        .await
+        .ok()?;
     status.is_success().then_some(answer.len())
 }
 
@@ -352,7 +355,10 @@ async fn start_targets(
             policy_token: false,
         };
         if !bin.is_file() {
-            eprintln!("  {kind}: binary not found at {} — reported as missing", bin.display());
+            eprintln!(
+                "  {kind}: binary not found at {} — reported as missing",
+                bin.display()
+            );
             availability = Availability::Missing(format!("not found: {}", bin.display()));
             skipped.push(kind);
         } else {
@@ -392,7 +398,9 @@ async fn start_targets(
 /// Runs the whole benchmark.
 pub async fn run(opts: &BenchOptions) -> BenchResults {
     let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day] [hour]:[minute]:[second] UTC"
+        ))
         .unwrap_or_default();
     let mut results = BenchResults {
         date,
@@ -444,13 +452,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
         }
         for &scenario in &opts.cluster_scenarios {
             let r = run_scenario(
-                opts,
-                scenario,
-                "cluster3",
-                &running,
-                &skipped,
-                &mut None,
-                false,
+                opts, scenario, "cluster3", &running, &skipped, &mut None, false,
             )
             .await;
             results.scenarios.push(r);
@@ -491,7 +493,11 @@ async fn measure_failover(opts: &BenchOptions, r: &mut Running) -> Failover {
                 .await
             {
                 Ok(t) => {
-                    eprintln!("  run {}: new active answering after {:.3} s", i + 1, t.as_secs_f64());
+                    eprintln!(
+                        "  run {}: new active answering after {:.3} s",
+                        i + 1,
+                        t.as_secs_f64()
+                    );
                     times.push(t.as_secs_f64());
                 }
                 Err(e) => {
@@ -511,5 +517,122 @@ async fn measure_failover(opts: &BenchOptions, r: &mut Running) -> Failover {
         max_s: times.iter().copied().fold(0.0, f64::max),
         times_s: times,
         error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(targets: Vec<TargetKind>, bao: PathBuf, scenarios: &[&str]) -> BenchOptions {
+        BenchOptions {
+            load: LoadConfig {
+                connections: 4,
+                warmup: Duration::from_millis(200),
+                duration: Duration::from_millis(500),
+            },
+            rounds: 2,
+            scenarios: scenarios
+                .iter()
+                .map(|n| scenarios::find(n).unwrap())
+                .collect(),
+            targets,
+            bao,
+            kura: PathBuf::from("/nonexistent/kura"),
+            keys: 20,
+            // The ceiling runs as `current_exe() ceiling`, which in a test is the test binary.
+            ceiling: false,
+            cluster_scenarios: Vec::new(),
+            failovers: 0,
+            command: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn missing_targets_are_reported_not_fatal() {
+        let opts = options(
+            vec![TargetKind::Bao, TargetKind::Kura],
+            PathBuf::from("/nonexistent/bao"),
+            &["seal_status", "kvv2_read"],
+        );
+        let r = run(&opts).await;
+        assert_eq!(r.targets.len(), 2);
+        assert!(r
+            .targets
+            .iter()
+            .all(|t| matches!(t.availability, Availability::Missing(_))));
+        assert_eq!(r.scenarios.len(), 2);
+        for s in &r.scenarios {
+            assert!(matches!(s.targets[&TargetKind::Kura], Outcome::Skipped));
+            assert!(matches!(s.targets[&TargetKind::Bao], Outcome::Skipped));
+            assert_eq!(s.ratio(), None);
+        }
+    }
+
+    /// The `bao` binary: `$KURA_TEST_BAO_BIN`, else the workspace's `.venv/bin/bao`, else `bao`
+    /// on `PATH`. Without one the smoke run prints a SKIPPED line and passes, unless `CI` or
+    /// `KURA_TEST_REQUIRE_BAO` is set (as `scripts/test` does), when it fails.
+    fn bao_binary() -> Option<PathBuf> {
+        let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.venv/bin/bao");
+        let on_path = || {
+            std::env::var_os("PATH").and_then(|paths| {
+                std::env::split_paths(&paths)
+                    .map(|d| d.join("bao"))
+                    .find(|p| p.is_file())
+            })
+        };
+        let found = match std::env::var_os("KURA_TEST_BAO_BIN") {
+            Some(p) => Some(PathBuf::from(p)).filter(|p| p.is_file()),
+            None if venv.is_file() => Some(venv),
+            None => on_path(),
+        };
+        if found.is_none() {
+            let msg = "kura-bench harness_against_bao: `bao` is not installed \
+                       (run scripts/install-test-deps)";
+            if std::env::var_os("CI").is_some()
+                || std::env::var_os("KURA_TEST_REQUIRE_BAO").is_some()
+            {
+                panic!("{msg}");
+            }
+            use std::io::Write as _;
+            // Straight to stderr so the skip shows in a normal `cargo test` run.
+            let _ = writeln!(std::io::stderr(), "SKIPPED {msg}");
+        }
+        found
+    }
+
+    /// A smoke run of the whole harness against a real bao: start, init, unseal, policy token,
+    /// setup of each scenario, two alternating rounds of load, CPU and memory sampling.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn harness_against_bao() {
+        let Some(bao) = bao_binary() else {
+            return;
+        };
+        let opts = options(
+            vec![TargetKind::Bao, TargetKind::Kura],
+            bao,
+            &["seal_status", "kvv2_read", "kvv1_write", "approle_login"],
+        );
+        let r = run(&opts).await;
+        let bao = r.target(TargetKind::Bao).unwrap();
+        assert!(matches!(bao.availability, Availability::Ok), "{bao:?}");
+        assert!(bao.policy_token);
+        assert!(bao.idle_rss_kib[0] > 10_000);
+        for s in &r.scenarios {
+            let Outcome::Ran { rounds, summary } = &s.targets[&TargetKind::Bao] else {
+                panic!(
+                    "{} did not run on bao: {:?}",
+                    s.name,
+                    s.targets[&TargetKind::Bao]
+                );
+            };
+            assert_eq!(rounds.len(), 2);
+            assert!(summary.ok > 0, "{}", s.name);
+            assert_eq!(summary.errors, 0, "{}: {:?}", s.name, rounds[0].first_error);
+            assert!(summary.cpu_s_per_1k[0] > 0.0);
+            assert!(summary.rss_load_kib[0] > 10_000);
+            assert!(summary.p50_us <= summary.p99_us && summary.p99_us <= summary.max_us);
+            assert!(matches!(s.targets[&TargetKind::Kura], Outcome::Skipped));
+        }
     }
 }

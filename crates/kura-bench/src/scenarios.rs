@@ -70,7 +70,9 @@ pub struct Scenario {
 
 impl std::fmt::Debug for Scenario {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scenario").field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Scenario")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -139,7 +141,8 @@ pub const POLICY: &str = "kura-bench";
 /// it. Returns `None` when the target lacks policies or token creation, so the root token is
 /// used instead.
 pub async fn prepare_token(root: &Api) -> Result<Option<String>, ApiError> {
-    let policy = r#"path "bench-*" { capabilities = ["create", "read", "update", "delete", "list"] }"#;
+    let policy =
+        r#"path "bench-*" { capabilities = ["create", "read", "update", "delete", "list"] }"#;
     let r = root
         .put(
             &format!("/v1/sys/policies/acl/{POLICY}"),
@@ -166,12 +169,7 @@ pub async fn prepare_token(root: &Api) -> Result<Option<String>, ApiError> {
 }
 
 /// Creates a secrets or auth mount. `kind` is `mounts` or `auth`.
-async fn mount(
-    ctx: &SetupCtx,
-    kind: &str,
-    path: &str,
-    body: Value,
-) -> Result<(), SetupError> {
+async fn mount(ctx: &SetupCtx, kind: &str, path: &str, body: Value) -> Result<(), SetupError> {
     ctx.root
         .post(&format!("/v1/sys/{kind}/{path}"), &body)
         .await

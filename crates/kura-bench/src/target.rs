@@ -358,11 +358,7 @@ const START_LIMIT: Duration = Duration::from_secs(60);
 impl Server {
     /// Starts `nodes` nodes of `binary`, initialises the first, joins the others to it through
     /// `sys/storage/raft/join`, unseals all and waits for an active node.
-    pub async fn start(
-        kind: TargetKind,
-        binary: &Path,
-        nodes: usize,
-    ) -> Result<Self, TargetError> {
+    pub async fn start(kind: TargetKind, binary: &Path, nodes: usize) -> Result<Self, TargetError> {
         if !binary.is_file() {
             return Err(TargetError::Missing(binary.to_owned()));
         }
@@ -394,7 +390,11 @@ impl Server {
         let keys = Keys { unseal, root_token };
         first.unseal(&keys.unseal).await?;
         first
-            .wait_health(&[StatusCode::OK], "the first node to become active", START_LIMIT)
+            .wait_health(
+                &[StatusCode::OK],
+                "the first node to become active",
+                START_LIMIT,
+            )
             .await?;
         let leader_addr = first.addr;
         let mut all = vec![first];
@@ -442,7 +442,9 @@ impl Server {
                     Ok(v) => {
                         let servers = v["data"]["config"]["servers"].as_array();
                         let voters = servers.map_or(0, |s| {
-                            s.iter().filter(|s| s["voter"].as_bool() == Some(true)).count()
+                            s.iter()
+                                .filter(|s| s["voter"].as_bool() == Some(true))
+                                .count()
                         });
                         if voters >= self.nodes.len() {
                             return Ok(());

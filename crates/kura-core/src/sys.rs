@@ -284,16 +284,23 @@ impl Core {
                         return Err(LogicalError::bad("Vault is not initialized"));
                     }
                     let bytes = decode_key(&key)?;
+                    if !(16..=33).contains(&bytes.len()) {
+                        return Err(LogicalError::bad(format!(
+                            "invalid unseal key: {} bytes, expected 16 to 33",
+                            bytes.len()
+                        )));
+                    }
                     self.submit_unseal_key(&bytes).await?;
                 }
                 Ok(Some(raw_json(200, self.seal_status().await?)))
             }
             ("sys/health", O::Read) => Ok(Some(self.health(req).await?)),
             ("sys/leader", O::Read) => {
-                let rt = self.runtime().ok_or(LogicalError::Sealed)?;
-                let _ = rt;
                 if !self.ha_enabled() {
                     return Ok(Some(raw_json(200, json!({ "ha_enabled": false }))));
+                }
+                if self.is_sealed() {
+                    return Err(LogicalError::Sealed);
                 }
                 let active = self.current_state() == crate::HaState::Active;
                 let api = self.config.api_addr.clone().unwrap_or_default();
@@ -470,15 +477,22 @@ impl Core {
                 f.string("id")?
             ))),
             S::UiMounts => {
+                let token = req.token.as_ref().ok_or(LogicalError::PermissionDenied)?;
+                let acl = rt.policies.acl(&token.policies).await?;
                 let router = rt.router();
                 let mut secret = Map::new();
-                secret.insert(rt.system_mount.path.clone(), rt.system_mount.to_api());
-                for m in router.entries(MountKind::Secret) {
-                    secret.insert(m.entry.path.clone(), m.entry.to_api());
+                if acl.has_mount_access(&rt.system_mount.path) {
+                    secret.insert(rt.system_mount.path.clone(), rt.system_mount.to_api());
                 }
                 let mut auth = Map::new();
-                for m in router.entries(MountKind::Auth) {
-                    auth.insert(m.entry.path.clone(), m.entry.to_api());
+                for m in router.all() {
+                    if !acl.has_mount_access(&m.entry.route_path()) {
+                        continue;
+                    }
+                    match m.entry.kind {
+                        MountKind::Secret => secret.insert(m.entry.path.clone(), m.entry.to_api()),
+                        MountKind::Auth => auth.insert(m.entry.path.clone(), m.entry.to_api()),
+                    };
                 }
                 Ok(Some(Response::from_json(json!({ "secret": secret, "auth": auth }))))
             }
@@ -492,6 +506,17 @@ impl Core {
                         normalize_mount_path(&p)
                     ),
                 })?;
+                let token = req.token.as_ref().ok_or(LogicalError::PermissionDenied)?;
+                let acl = rt.policies.acl(&token.policies).await?;
+                if !acl.has_mount_access(&m.entry.route_path()) {
+                    return Err(LogicalError::Coded {
+                        status: 403,
+                        message: format!(
+                            "preflight capability check returned 403, please ensure client's policies grant access to path {:?}",
+                            m.entry.route_path()
+                        ),
+                    });
+                }
                 let mut v = m.entry.to_api();
                 v["path"] = json!(m.entry.route_path());
                 Ok(Some(Response::from_json(v)))

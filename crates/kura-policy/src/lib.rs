@@ -23,8 +23,8 @@ pub use acl::{Acl, AclError, AclRule, CheckRequest, Decision, DenyReason};
 pub use capability::{Capability, UnknownCapability};
 pub use policy::{InvalidKey, PathRules, Permissions, Policy, PolicyError};
 pub use template::{
-    IdentityContext, KeysFilterPath, TemplateAlias, TemplateEntity, TemplateError,
-    TemplateGroup, TemplateOptions,
+    IdentityContext, KeysFilterPath, TemplateAlias, TemplateEntity, TemplateError, TemplateGroup,
+    TemplateOptions,
 };
 
 /// Name of the root policy: it grants everything, is attached to root tokens only, and cannot
@@ -224,18 +224,55 @@ mod tests {
             "cannot delete default policy"
         );
         assert_eq!(
-            check_deletable("response-wrapping").unwrap_err().to_string(),
+            check_deletable("response-wrapping")
+                .unwrap_err()
+                .to_string(),
             r#"cannot delete "response-wrapping" policy"#
         );
         assert!(check_deletable("anything").is_ok());
     }
 
     #[test]
+    fn default_policy_has_openbao_rules() {
+        // The rules of `bao policy read default` on OpenBao 2.7.2, stanza by stanza.
+        let expected: &[(&str, &[&str])] = &[
+            ("auth/token/lookup-self", &["read"]),
+            ("auth/token/renew-self", &["update"]),
+            ("auth/token/revoke-self", &["update"]),
+            ("sys/capabilities-self", &["update"]),
+            ("identity/entity/id/{{identity.entity.id}}", &["read"]),
+            ("identity/entity/name/{{identity.entity.name}}", &["read"]),
+            ("sys/internal/ui/resultant-acl", &["read"]),
+            ("sys/leases/renew", &["update"]),
+            ("sys/leases/lookup", &["update"]),
+            (
+                "cubbyhole/*",
+                &["create", "delete", "list", "read", "update"],
+            ),
+            ("sys/wrapping/wrap", &["update"]),
+            ("sys/wrapping/lookup", &["update"]),
+            ("sys/wrapping/unwrap", &["update"]),
+            ("sys/tools/hash", &["update"]),
+            ("sys/tools/hash/*", &["update"]),
+            ("identity/oidc/provider/+/authorize", &["read", "update"]),
+        ];
+        let default = Policy::parse(DEFAULT_POLICY_NAME, DEFAULT_POLICY).unwrap();
+        let got: Vec<(&str, Vec<&str>)> = default
+            .paths()
+            .iter()
+            .map(|p| (p.pattern(), p.permissions().capabilities.names()))
+            .collect();
+        let want: Vec<(&str, Vec<&str>)> = expected.iter().map(|(p, c)| (*p, c.to_vec())).collect();
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn builtin_policies_parse() {
         let default = Policy::parse(DEFAULT_POLICY_NAME, DEFAULT_POLICY).unwrap();
-        assert_eq!(default.paths().len(), 17);
+        assert_eq!(default.paths().len(), 16);
         assert!(default.is_templated());
-        let wrapping = Policy::parse(RESPONSE_WRAPPING_POLICY_NAME, RESPONSE_WRAPPING_POLICY).unwrap();
+        let wrapping =
+            Policy::parse(RESPONSE_WRAPPING_POLICY_NAME, RESPONSE_WRAPPING_POLICY).unwrap();
         assert_eq!(wrapping.paths().len(), 3);
     }
 }

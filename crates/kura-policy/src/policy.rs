@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use crate::capability::Capability;
 use crate::duration::parse_duration_second;
-use crate::syntax::{parse_document, Entry, Node};
+use crate::syntax::{parse_document, Item, Node};
 use crate::template::{has_templating, KeysFilterPath, TemplateError, TemplateOptions};
 
 /// A parsed ACL policy. It keeps the original text for reads (`sys/policies/acl/:name`).
@@ -69,13 +69,13 @@ pub struct Permissions {
     pub response_keys_filter_path: Option<KeysFilterPath>,
 }
 
-/// An invalid key in a policy, with its line when known.
+/// An invalid key in a policy, with its line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidKey {
     /// The key as written.
     pub key: String,
-    /// 1-based line of the key (HCL policies only).
-    pub line: Option<usize>,
+    /// 1-based line of the key's `=`; 0 for a block (`key { ... }`), as OpenBao reports it.
+    pub line: usize,
 }
 
 /// Why a policy was rejected. The messages follow OpenBao's (`failed to parse policy: ...`);
@@ -85,9 +85,6 @@ pub enum PolicyError {
     /// The text is not valid HCL or JSON.
     #[error("failed to parse policy: {0}")]
     Syntax(String),
-    /// The document is not an object of keys.
-    #[error("failed to parse policy: does not contain a root object")]
-    NoRootObject,
     /// The top level holds keys other than `name` and `path`.
     #[error("failed to parse policy: {}", MultiError(.0))]
     InvalidKeys(Vec<InvalidKey>),
@@ -110,7 +107,9 @@ pub enum PolicyError {
         reason: String,
     },
     /// A capability keyword OpenBao does not know.
-    #[error("failed to parse policy: path {path:?}: path {path:?}: invalid capability {capability:?}")]
+    #[error(
+        "failed to parse policy: path {path:?}: path {path:?}: invalid capability {capability:?}"
+    )]
     InvalidCapability {
         /// The path as written.
         path: String,
@@ -132,7 +131,9 @@ pub enum PolicyError {
         path: String,
     },
     /// Unbalanced `{{`/`}}` in a path.
-    #[error("failed to parse policy: path {path:?}: failed to validate policy templating: {reason}")]
+    #[error(
+        "failed to parse policy: path {path:?}: failed to validate policy templating: {reason}"
+    )]
     InvalidTemplate {
         /// The path as written.
         path: String,
@@ -191,11 +192,7 @@ impl fmt::Display for MultiError<'_> {
             writeln!(f, "{n} errors occurred:")?;
         }
         for key in self.0 {
-            write!(f, "\t* invalid key {:?}", key.key)?;
-            if let Some(line) = key.line {
-                write!(f, " on line {line}")?;
-            }
-            f.write_str("\n")?;
+            writeln!(f, "\t* invalid key {:?} on line {}", key.key, key.line)?;
         }
         f.write_str("\n")
     }
@@ -222,20 +219,15 @@ impl Policy {
     /// kept verbatim. Empty text parses to a policy without rules (the HTTP layer is the one
     /// that refuses an empty `policy` parameter).
     pub fn parse(name: &str, text: &str) -> Result<Policy, PolicyError> {
-        let doc = parse_document(text).map_err(|e| {
-            if e == "does not contain a root object" {
-                PolicyError::NoRootObject
-            } else {
-                PolicyError::Syntax(e)
-            }
-        })?;
+        let doc = parse_document(text).map_err(|e| PolicyError::Syntax(e.to_string()))?;
 
         let invalid: Vec<InvalidKey> = doc
+            .items
             .iter()
-            .filter(|e| e.key != "name" && e.key != "path")
-            .map(|e| InvalidKey {
-                key: e.key.clone(),
-                line: e.line,
+            .filter(|i| i.key() != "name" && i.key() != "path")
+            .map(|i| InvalidKey {
+                key: i.key().to_string(),
+                line: i.line,
             })
             .collect();
         if !invalid.is_empty() {
@@ -244,8 +236,8 @@ impl Policy {
 
         let mut paths = Vec::new();
         let mut templated = false;
-        for entry in doc.iter().filter(|e| e.key == "path") {
-            for (pattern, body) in path_stanzas(entry)? {
+        for item in doc.items.iter().filter(|i| i.key() == "path") {
+            for (pattern, body) in path_stanzas(item, doc.json)? {
                 let rules = parse_path(pattern, body)?;
                 templated |= rules.compiled.is_none();
                 paths.push(rules);
@@ -332,47 +324,51 @@ impl PathRules {
     }
 }
 
-/// Splits a `path` entry into (pattern, body) pairs. `path "x" { ... }` in HCL and
-/// `"path": {"x": {...}, "y": {...}}` or `"path": [{"x": {...}}]` in JSON all land here.
-fn path_stanzas(entry: &Entry) -> Result<Vec<(&str, &[Entry])>, PolicyError> {
-    let wrong = |what: &str| PolicyError::InvalidValue {
-        path: String::new(),
-        field: "path".into(),
-        reason: format!("expected an object of path stanzas, got {what}"),
-    };
+/// Splits a `path` item into (pattern, body) pairs.
+///
+/// In HCL the pattern is the item's second key (`path "x" { ... }`; further labels are
+/// ignored, and an item without one is a rule for the path `path`, as in OpenBao). In JSON
+/// the value is an object keyed by pattern (`"path": {"x": {...}}`) or a list of such objects.
+fn path_stanzas(item: &Item, json: bool) -> Result<Vec<(&str, &[Item])>, PolicyError> {
     let mut out = Vec::new();
-    match &entry.value {
-        Node::Object(entries) => push_stanzas(entries, &mut out)?,
-        Node::List(items) => {
-            for item in items {
-                match item {
-                    Node::Object(entries) => push_stanzas(entries, &mut out)?,
-                    other => return Err(wrong(other.type_name())),
-                }
-            }
-        }
-        other => return Err(wrong(other.type_name())),
+    if !json {
+        let pattern = item.keys.get(1).map(String::as_str).unwrap_or("path");
+        out.push((pattern, object_body(pattern, &item.value)?));
+        return Ok(out);
+    }
+    let not_object = |other: &Node| {
+        value_error(
+            "path",
+            "path",
+            format!("expected an object, got {}", other.type_name()),
+        )
+    };
+    let groups: Vec<&[Item]> = match &item.value {
+        Node::Object(items) => vec![items.as_slice()],
+        Node::List(list) => list
+            .iter()
+            .map(|entry| match entry {
+                Node::Object(items) => Ok(items.as_slice()),
+                other => Err(not_object(other)),
+            })
+            .collect::<Result<_, _>>()?,
+        other => return Err(not_object(other)),
+    };
+    for stanza in groups.into_iter().flatten() {
+        out.push((stanza.key(), object_body(stanza.key(), &stanza.value)?));
     }
     Ok(out)
 }
 
-fn push_stanzas<'a>(
-    entries: &'a [Entry],
-    out: &mut Vec<(&'a str, &'a [Entry])>,
-) -> Result<(), PolicyError> {
-    for stanza in entries {
-        match &stanza.value {
-            Node::Object(body) => out.push((stanza.key.as_str(), body.as_slice())),
-            other => {
-                return Err(PolicyError::InvalidValue {
-                    path: stanza.key.clone(),
-                    field: "path".into(),
-                    reason: format!("expected an object, got {}", other.type_name()),
-                })
-            }
-        }
+fn object_body<'a>(pattern: &str, node: &'a Node) -> Result<&'a [Item], PolicyError> {
+    match node {
+        Node::Object(items) => Ok(items),
+        other => Err(value_error(
+            pattern,
+            "path",
+            format!("expected an object, got {}", other.type_name()),
+        )),
     }
-    Ok(())
 }
 
 /// Works out how a path pattern matches (leading `/`, `+` segments, trailing `*`).
@@ -417,8 +413,13 @@ fn scalar_string(node: &Node) -> Option<String> {
 }
 
 fn string_field(path: &str, field: &str, node: &Node) -> Result<String, PolicyError> {
-    scalar_string(node)
-        .ok_or_else(|| value_error(path, field, format!("expected a string, got {}", node.type_name())))
+    scalar_string(node).ok_or_else(|| {
+        value_error(
+            path,
+            field,
+            format!("expected a string, got {}", node.type_name()),
+        )
+    })
 }
 
 fn string_list(path: &str, field: &str, node: &Node) -> Result<Vec<String>, PolicyError> {
@@ -453,7 +454,10 @@ fn parameter_map(
         return Err(value_error(
             path,
             field,
-            format!("expected an object of key = [values], got {}", node.type_name()),
+            format!(
+                "expected an object of key = [values], got {}",
+                node.type_name()
+            ),
         ));
     };
     for entry in entries {
@@ -463,13 +467,13 @@ fn parameter_map(
                 field,
                 format!(
                     "expected a list of values for {:?}, got {}",
-                    entry.key,
+                    entry.key(),
                     entry.value.type_name()
                 ),
             ));
         };
         into.insert(
-            entry.key.to_lowercase(),
+            entry.key().to_lowercase(),
             values.iter().map(Node::to_json).collect(),
         );
     }
@@ -500,7 +504,7 @@ fn to_duration(nanos: i64) -> Duration {
 }
 
 /// Decodes one path stanza.
-fn parse_path(pattern: &str, body: &[Entry]) -> Result<PathRules, PolicyError> {
+fn parse_path(pattern: &str, body: &[Item]) -> Result<PathRules, PolicyError> {
     let templated = has_templating(pattern).map_err(|reason| PolicyError::InvalidTemplate {
         path: pattern.to_string(),
         reason,
@@ -508,10 +512,10 @@ fn parse_path(pattern: &str, body: &[Entry]) -> Result<PathRules, PolicyError> {
 
     let invalid: Vec<InvalidKey> = body
         .iter()
-        .filter(|e| !PATH_KEYS.contains(&e.key.as_str()))
-        .map(|e| InvalidKey {
-            key: e.key.clone(),
-            line: e.line,
+        .filter(|i| !PATH_KEYS.contains(&i.key()))
+        .map(|i| InvalidKey {
+            key: i.key().to_string(),
+            line: i.line,
         })
         .collect();
     if !invalid.is_empty() {
@@ -521,7 +525,7 @@ fn parse_path(pattern: &str, body: &[Entry]) -> Result<PathRules, PolicyError> {
         });
     }
 
-    // Later repeats of a key override earlier ones, except parameter maps, which merge.
+    // As HCL 1 decodes repeated keys: lists add up, maps merge, the last scalar wins.
     let mut legacy_policy = String::new();
     let mut capability_names: Vec<String> = Vec::new();
     let mut allowed = BTreeMap::new();
@@ -535,18 +539,18 @@ fn parse_path(pattern: &str, body: &[Entry]) -> Result<PathRules, PolicyError> {
     let mut filter_raw = String::new();
     let mut control_group: Option<&Node> = None;
     for entry in body {
-        let field = entry.key.as_str();
+        let field = entry.key();
         let value = &entry.value;
         match field {
             "comment" => {}
             "policy" => legacy_policy = string_field(pattern, field, value)?,
-            "capabilities" => capability_names = string_list(pattern, field, value)?,
+            "capabilities" => capability_names.extend(string_list(pattern, field, value)?),
             "allowed_parameters" => parameter_map(pattern, field, value, &mut allowed)?,
             "denied_parameters" => parameter_map(pattern, field, value, &mut denied)?,
-            "required_parameters" => required = string_list(pattern, field, value)?,
+            "required_parameters" => required.extend(string_list(pattern, field, value)?),
             "min_wrapping_ttl" => min_ttl_node = Some(value),
             "max_wrapping_ttl" => max_ttl_node = Some(value),
-            "mfa_methods" => mfa_methods = string_list(pattern, field, value)?,
+            "mfa_methods" => mfa_methods.extend(string_list(pattern, field, value)?),
             "pagination_limit" => pagination_limit = int_field(pattern, field, value)?,
             "expiration" => expiration_raw = string_field(pattern, field, value)?,
             "list_scan_response_keys_filter_path" => {
@@ -567,11 +571,11 @@ fn parse_path(pattern: &str, body: &[Entry]) -> Result<PathRules, PolicyError> {
     let expiration = if expiration_raw.is_empty() {
         None
     } else {
-        Some(
-            parse_absolute_time(&expiration_raw).ok_or_else(|| PolicyError::InvalidExpiration {
+        Some(parse_absolute_time(&expiration_raw).ok_or_else(|| {
+            PolicyError::InvalidExpiration {
                 path: pattern.to_string(),
-            })?,
-        )
+            }
+        })?)
     };
 
     let compiled = compile_path(pattern)?;
@@ -692,28 +696,39 @@ fn validate_control_group(node: &Node) -> Result<(), String> {
     let Node::Object(entries) = node else {
         return Err(format!("expected an object, got {}", node.type_name()));
     };
-    let mut factors: Vec<&Entry> = Vec::new();
+    // Factor bodies: `factor "name" { ... }` in HCL, `"factor": {"name": {...}}` in JSON.
+    let mut factors: Vec<&Node> = Vec::new();
     for entry in entries {
-        match entry.key.as_str() {
+        match entry.key() {
             "ttl" => {
                 parse_duration_second(&entry.value)
                     .map_err(|e| format!("path control_group: invalid ttl: {e}"))?;
             }
+            "factor" if entry.keys.len() > 1 => factors.push(&entry.value),
             "factor" => match &entry.value {
-                Node::Object(named) => factors.extend(named.iter()),
+                Node::Object(named) => factors.extend(named.iter().map(|f| &f.value)),
                 Node::List(items) => {
                     for item in items {
                         match item {
-                            Node::Object(named) => factors.extend(named.iter()),
-                            other => return Err(format!("factor: expected an object, got {}", other.type_name())),
+                            Node::Object(named) => factors.extend(named.iter().map(|f| &f.value)),
+                            other => {
+                                return Err(format!(
+                                    "factor: expected an object, got {}",
+                                    other.type_name()
+                                ))
+                            }
                         }
                     }
                 }
-                other => return Err(format!("factor: expected an object, got {}", other.type_name())),
+                other => {
+                    return Err(format!(
+                        "factor: expected an object, got {}",
+                        other.type_name()
+                    ))
+                }
             },
             other => {
-                let at = entry.line.map(|l| format!(" on line {l}")).unwrap_or_default();
-                return Err(format!("invalid key {other:?}{at}"));
+                return Err(format!("invalid key {other:?} on line {}", entry.line));
             }
         }
     }
@@ -721,14 +736,14 @@ fn validate_control_group(node: &Node) -> Result<(), String> {
         return Err("requires at least one factor but had none".to_string());
     }
     for (index, factor) in factors.iter().enumerate() {
-        let Node::Object(body) = &factor.value else {
+        let Node::Object(body) = factor else {
             return Err(format!("factor {index}: expected an object"));
         };
         let mut controlled: Vec<String> = Vec::new();
         let mut approvals: i64 = 0;
         let mut group_names: Vec<String> = Vec::new();
         for entry in body {
-            match entry.key.as_str() {
+            match entry.key() {
                 "controlled_capabilities" => {
                     controlled = string_list("", "controlled_capabilities", &entry.value)
                         .map_err(reason_of)?;
@@ -736,7 +751,7 @@ fn validate_control_group(node: &Node) -> Result<(), String> {
                 "identity" => {
                     if let Node::Object(identity) = &entry.value {
                         for field in identity {
-                            match field.key.as_str() {
+                            match field.key() {
                                 "approvals" => {
                                     approvals = int_field("", "approvals", &field.value)
                                         .map_err(reason_of)?;
@@ -751,15 +766,20 @@ fn validate_control_group(node: &Node) -> Result<(), String> {
                     }
                 }
                 other => {
-                    let at = entry.line.map(|l| format!(" on line {l}")).unwrap_or_default();
                     return Err(format!(
-                        "error handling control_group factor: 1 error occurred:\n\t* path control_group factor: invalid key {other:?}{at}\n\n"
+                        "error handling control_group factor: 1 error occurred:\n\t* path control_group factor: invalid key {other:?} on line {}\n\n",
+                        entry.line
                     ));
                 }
             }
         }
-        const CONTROLLABLE: &[&str] = &["create", "read", "update", "delete", "list", "patch", "scan"];
-        if let Some(bad) = controlled.iter().find(|c| !CONTROLLABLE.contains(&c.as_str())) {
+        const CONTROLLABLE: &[&str] = &[
+            "create", "read", "update", "delete", "list", "patch", "scan",
+        ];
+        if let Some(bad) = controlled
+            .iter()
+            .find(|c| !CONTROLLABLE.contains(&c.as_str()))
+        {
             return Err(format!("path control_group Operation(s) not valid: {bad}"));
         }
         if approvals <= 0 {
@@ -789,7 +809,8 @@ fn unix_time(secs: i64, nanos: u32) -> SystemTime {
     if secs >= 0 {
         UNIX_EPOCH + Duration::new(secs as u64, nanos)
     } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs()) + Duration::from_nanos(u64::from(nanos))
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(nanos))
     }
 }
 
@@ -815,7 +836,13 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
             None
         }
     };
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let year = num(0..4)?;
@@ -825,7 +852,20 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let minute = num(14..16)?;
     let second = num(17..19)?;
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if !(1..=12).contains(&month)
         || day == 0
         || day > month_days[month as usize - 1]
@@ -934,9 +974,13 @@ path "b" { capabilities = ["update"]
             Some(&vec![json!("x"), json!(1)])
         );
         // JSON list form.
-        let list = rules(r#"{"path": [{"a": {"capabilities": ["read"]}}, {"b": {"policy": "write"}}]}"#);
+        let list =
+            rules(r#"{"path": [{"a": {"capabilities": ["read"]}}, {"b": {"policy": "write"}}]}"#);
         assert_eq!(list.len(), 2);
-        assert_eq!(list[1].permissions().capabilities.names(), vec!["create", "delete", "list", "read", "update"]);
+        assert_eq!(
+            list[1].permissions().capabilities.names(),
+            vec!["create", "delete", "list", "read", "update"]
+        );
     }
 
     #[test]
@@ -950,7 +994,10 @@ path "d" { policy = "deny"
 path "e" { policy = "read"
   capabilities = ["update"] }"#,
         );
-        let names: Vec<Vec<&str>> = r.iter().map(|p| p.permissions().capabilities.names()).collect();
+        let names: Vec<Vec<&str>> = r
+            .iter()
+            .map(|p| p.permissions().capabilities.names())
+            .collect();
         assert_eq!(
             names,
             vec![
@@ -986,7 +1033,9 @@ path "e" { policy = "read"
         for bad in ["subscribe", "recover", "root", "foo"] {
             assert_eq!(
                 err(&format!(r#"path "x/*" {{ capabilities = ["{bad}"] }}"#)),
-                format!(r#"failed to parse policy: path "x/*": path "x/*": invalid capability "{bad}""#)
+                format!(
+                    r#"failed to parse policy: path "x/*": path "x/*": invalid capability "{bad}""#
+                )
             );
         }
     }
@@ -1003,10 +1052,13 @@ path "e" { policy = "read"
         );
         assert_eq!(
             err(r#"{"path": {"x": {"bogus": 1}}}"#),
-            "failed to parse policy: path \"x\": 1 error occurred:\n\t* invalid key \"bogus\"\n\n"
+            "failed to parse policy: path \"x\": 1 error occurred:\n\t* invalid key \"bogus\" on line 1\n\n"
         );
         // `name` is accepted and ignored.
-        assert_eq!(rules("name = \"other\"\npath \"x\" { capabilities = [\"read\"] }").len(), 1);
+        assert_eq!(
+            rules("name = \"other\"\npath \"x\" { capabilities = [\"read\"] }").len(),
+            1
+        );
     }
 
     #[test]
@@ -1015,8 +1067,21 @@ path "e" { policy = "read"
         assert!(e.starts_with("failed to parse policy: At 1:"), "{e}");
         let e = err(r#"path "x" { capabilities = ["read"] "#);
         assert!(e.starts_with("failed to parse policy: At 1:"), "{e}");
-        let e = err(r#"{"path": {"x": {"capabilities": ["read"]}}"#);
-        assert!(e.starts_with("failed to parse policy: EOF"), "{e}");
+        // bao accepts a JSON list without commas.
+        let r = rules(r#"{"path": {"x": {"capabilities": ["read" "list"]}}}"#);
+        assert_eq!(
+            r[0].permissions().capabilities,
+            Capability::READ | Capability::LIST
+        );
+        assert_eq!(
+            err(r#"{"path" {"x": {}}}"#),
+            "failed to parse policy: expected: STRING got: LBRACE"
+        );
+        // Like OpenBao's JSON reader, a missing final brace is forgiven.
+        assert_eq!(
+            rules(r#"{"path": {"x": {"capabilities": ["read"]}}"#).len(),
+            1
+        );
         assert!(matches!(
             Policy::parse("t", r#"path "x" { capabilities = "read" }"#),
             Err(PolicyError::InvalidValue { .. })
@@ -1036,11 +1101,63 @@ path "e" { policy = "read"
     }
 
     #[test]
+    fn bao_hcl1_quirks() {
+        // Extra block labels are ignored: this is a rule for "x".
+        let r = rules(r#"path "x" "y" { capabilities = ["read"] }"#);
+        assert_eq!(r[0].pattern(), "x");
+        // The assignment form is a rule for the path "path" whose body has a key "x".
+        assert_eq!(
+            err(r#"path = { "x" = { capabilities = ["read"] } }"#),
+            "failed to parse policy: path \"path\": 1 error occurred:\n\t* invalid key \"x\" on line 1\n\n"
+        );
+        // Blocks have no `=`, so OpenBao reports them on line 0.
+        assert_eq!(
+            err("\n\nbogus \"x\" { }"),
+            "failed to parse policy: 1 error occurred:\n\t* invalid key \"bogus\" on line 0\n\n"
+        );
+        assert_eq!(
+            err("path \"x\" {\n\n bogusblock { a = 1 } }"),
+            "failed to parse policy: path \"x\": 1 error occurred:\n\t* invalid key \"bogusblock\" on line 0\n\n"
+        );
+        // Repeated lists add up; the last scalar wins.
+        let r = rules("path \"x\" { capabilities = [\"read\"]\ncapabilities = [\"list\"] }");
+        assert_eq!(
+            r[0].permissions().capabilities,
+            Capability::READ | Capability::LIST
+        );
+        let r = rules(
+            "path \"x\" { capabilities = [\"read\"]\n policy = \"write\"\n policy = \"deny\" }",
+        );
+        assert_eq!(r[0].permissions().capabilities, Capability::DENY);
+        // `${...}` is plain text, escapes are decoded.
+        assert_eq!(
+            rules(r#"path "a/${x}" { capabilities = ["read"] }"#)[0].pattern(),
+            "a/${x}"
+        );
+        assert_eq!(
+            rules(r#"path "a\"b" { capabilities = ["read"] }"#)[0].pattern(),
+            "a\"b"
+        );
+        // Non-string capabilities are read as text; heredocs keep their newline.
+        assert_eq!(
+            err(r#"path "x" { capabilities = [1] }"#),
+            r#"failed to parse policy: path "x": path "x": invalid capability "1""#
+        );
+        assert_eq!(
+            err("path \"x\" { capabilities = [<<EOF\nread\nEOF\n] }"),
+            "failed to parse policy: path \"x\": path \"x\": invalid capability \"read\\n\""
+        );
+    }
+
+    #[test]
     fn empty_policies_parse() {
         assert!(Policy::parse("t", "").unwrap().paths().is_empty());
         assert!(Policy::parse("t", " \n ").unwrap().paths().is_empty());
         // A stanza without capabilities grants nothing but is valid.
-        assert!(rules(r#"path "x" { }"#)[0].permissions().capabilities.is_empty());
+        assert!(rules(r#"path "x" { }"#)[0]
+            .permissions()
+            .capabilities
+            .is_empty());
     }
 
     #[test]
@@ -1096,7 +1213,10 @@ path "*" { capabilities = ["read"] }"#,
         );
         let perms = r[0].permissions();
         assert_eq!(perms.allowed_parameters.len(), 2);
-        assert_eq!(perms.allowed_parameters["name"], vec![json!("a"), json!("b*")]);
+        assert_eq!(
+            perms.allowed_parameters["name"],
+            vec![json!("a"), json!("b*")]
+        );
         assert!(perms.allowed_parameters["*"].is_empty());
         assert!(perms.denied_parameters["secret"].is_empty());
         assert_eq!(perms.required_parameters, vec!["Name", "other"]);
@@ -1113,9 +1233,15 @@ path "b" { capabilities = ["read"]
   max_wrapping_ttl = "2d" }"#,
         );
         assert_eq!(r[0].permissions().min_wrapping_ttl, Duration::from_secs(60));
-        assert_eq!(r[0].permissions().max_wrapping_ttl, Duration::from_secs(3600));
+        assert_eq!(
+            r[0].permissions().max_wrapping_ttl,
+            Duration::from_secs(3600)
+        );
         assert_eq!(r[1].permissions().min_wrapping_ttl, Duration::from_secs(90));
-        assert_eq!(r[1].permissions().max_wrapping_ttl, Duration::from_secs(172_800));
+        assert_eq!(
+            r[1].permissions().max_wrapping_ttl,
+            Duration::from_secs(172_800)
+        );
         assert_eq!(
             err("path \"x\" { capabilities=[\"read\"]\nmin_wrapping_ttl = \"abc\" }"),
             r#"failed to parse policy: path "x": error parsing min_wrapping_ttl: time: invalid duration "abc""#
@@ -1154,12 +1280,18 @@ path "b" { capabilities = ["read"]
 path "c" { capabilities = ["read"]
   expiration = "1700000000" }"#,
         );
-        assert_eq!(r[0].expiration(), Some(UNIX_EPOCH + Duration::from_secs(978_307_200)));
+        assert_eq!(
+            r[0].expiration(),
+            Some(UNIX_EPOCH + Duration::from_secs(978_307_200))
+        );
         assert_eq!(
             r[1].expiration(),
-            Some(UNIX_EPOCH + Duration::new(1_907_836_245, 500_000_000))
+            Some(UNIX_EPOCH + Duration::new(1_907_749_845, 500_000_000))
         );
-        assert_eq!(r[2].expiration(), Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)));
+        assert_eq!(
+            r[2].expiration(),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
         assert_eq!(
             err("path \"x\" { capabilities=[\"read\"]\nexpiration = \"garbage\" }"),
             r#"failed to parse policy: path "x": path "x": invalid expiration time: could not parse string as date and time"#
@@ -1178,7 +1310,11 @@ path "c" { capabilities = ["read"]
             r#"path "kv/metadata/*" { capabilities = ["list"]
   list_scan_response_keys_filter_path = "{{ .path }}{{ .key }}" }"#,
         );
-        let f = r[0].permissions().response_keys_filter_path.as_ref().unwrap();
+        let f = r[0]
+            .permissions()
+            .response_keys_filter_path
+            .as_ref()
+            .unwrap();
         assert_eq!(f.render("kv/metadata/", "a"), "kv/metadata/a");
         assert_eq!(
             err("path \"x/*\" { capabilities=[\"read\"]\nlist_scan_response_keys_filter_path = \"x/{{ .key }}\" }"),
@@ -1229,8 +1365,10 @@ path "c" { capabilities = ["read"]
             .contains("Operation(s) not valid: sudo"));
         assert!(cg(r#"factor "a" { controlled_capabilities = ["read"] identity { group_names = ["g"] approvals = 0 } }"#)
             .contains("factor 0: missing required approvals"));
-        assert!(cg(r#"factor "a" { controlled_capabilities = ["read"] identity { approvals = 1 } }"#)
-            .contains("factor 0: missing approving groups"));
+        assert!(cg(
+            r#"factor "a" { controlled_capabilities = ["read"] identity { approvals = 1 } }"#
+        )
+        .contains("factor 0: missing approving groups"));
         assert!(cg(r#"factor "a" { controlled_capabilities = [] identity { group_names = ["g"] approvals = 1 } }"#)
             .contains("factor 0: missing controlled capabilities"));
         assert!(cg("bogus = 1").contains("invalid key \"bogus\""));

@@ -352,9 +352,9 @@ impl KeysFilterPath {
         while let Some(open) = rest.find("{{") {
             let mut text = rest[..open].to_string();
             let after = &rest[open + 2..];
-            let close = after
-                .find("}}")
-                .ok_or_else(|| "unable to parse template: template: template:1: unclosed action".to_string())?;
+            let close = after.find("}}").ok_or_else(|| {
+                "unable to parse template: template: template:1: unclosed action".to_string()
+            })?;
             let mut action = &after[..close];
             rest = &after[close + 2..];
             if let Some(a) = action.strip_prefix('-') {
@@ -432,9 +432,12 @@ mod tests {
             entity: Some(TemplateEntity {
                 id: "ent-id".into(),
                 name: "alice".into(),
-                metadata: [("team".to_string(), "ops".to_string()), ("empty".to_string(), String::new())]
-                    .into_iter()
-                    .collect(),
+                metadata: [
+                    ("team".to_string(), "ops".to_string()),
+                    ("empty".to_string(), String::new()),
+                ]
+                .into_iter()
+                .collect(),
                 aliases: vec![TemplateAlias {
                     mount_accessor: "auth_userpass_1".into(),
                     id: "alias-id".into(),
@@ -448,7 +451,9 @@ mod tests {
                     id: "gid-1".into(),
                     name: "admins".into(),
                     namespace_id: "root".into(),
-                    metadata: [("env".to_string(), "prod".to_string())].into_iter().collect(),
+                    metadata: [("env".to_string(), "prod".to_string())]
+                        .into_iter()
+                        .collect(),
                 },
                 TemplateGroup {
                     id: "gid-2".into(),
@@ -481,13 +486,22 @@ mod tests {
     fn entity_directives() {
         assert_eq!(fill("s/{{identity.entity.id}}/x").unwrap(), "s/ent-id/x");
         assert_eq!(fill("s/{{ identity.entity.name }}").unwrap(), "s/alice");
-        assert_eq!(fill("s/{{identity.entity.metadata.team}}").unwrap(), "s/ops");
-        assert_eq!(fill("s/{{identity.entity.metadata.empty}}/x").unwrap(), "s//x");
+        assert_eq!(
+            fill("s/{{identity.entity.metadata.team}}").unwrap(),
+            "s/ops"
+        );
+        assert_eq!(
+            fill("s/{{identity.entity.metadata.empty}}/x").unwrap(),
+            "s//x"
+        );
         assert_eq!(
             fill("s/{{identity.entity.metadata.missing}}"),
             Err(TemplateError::ValueNotFound)
         );
-        assert_eq!(fill("s/{{identity.entity.metadata}}"), Err(TemplateError::ValueNotFound));
+        assert_eq!(
+            fill("s/{{identity.entity.metadata}}"),
+            Err(TemplateError::ValueNotFound)
+        );
         assert_eq!(
             fill("s/{{identity.entity.aliases.auth_userpass_1.name}}").unwrap(),
             "s/alice-login"
@@ -505,24 +519,47 @@ mod tests {
             fill("{{identity.entity.aliases.nope}}"),
             Err(TemplateError::InvalidAliasSelector)
         );
-        assert_eq!(fill("{{identity.entity.groups.names}}"), Err(TemplateError::ValueNotFound));
-        assert_eq!(fill("{{something.else}}"), Err(TemplateError::ValueNotFound));
+        assert_eq!(
+            fill("{{identity.entity.groups.names}}"),
+            Err(TemplateError::ValueNotFound)
+        );
+        assert_eq!(
+            fill("{{something.else}}"),
+            Err(TemplateError::ValueNotFound)
+        );
         let no_entity = IdentityContext::default();
         assert_eq!(
-            populate("{{identity.entity.id}}", &no_entity, TemplateOptions::default()),
+            populate(
+                "{{identity.entity.id}}",
+                &no_entity,
+                TemplateOptions::default()
+            ),
             Err(TemplateError::NoEntity)
         );
         assert_eq!(
-            populate("{{identity.groups.ids.x.name}}", &no_entity, TemplateOptions::default()),
+            populate(
+                "{{identity.groups.ids.x.name}}",
+                &no_entity,
+                TemplateOptions::default()
+            ),
             Err(TemplateError::NoGroups)
         );
     }
 
     #[test]
     fn group_directives() {
-        assert_eq!(fill("{{identity.groups.ids.gid-1.name}}").unwrap(), "admins");
-        assert_eq!(fill("{{identity.groups.names.admins.id}}").unwrap(), "gid-1");
-        assert_eq!(fill("{{identity.groups.names.admins.metadata.env}}").unwrap(), "prod");
+        assert_eq!(
+            fill("{{identity.groups.ids.gid-1.name}}").unwrap(),
+            "admins"
+        );
+        assert_eq!(
+            fill("{{identity.groups.names.admins.id}}").unwrap(),
+            "gid-1"
+        );
+        assert_eq!(
+            fill("{{identity.groups.names.admins.metadata.env}}").unwrap(),
+            "prod"
+        );
         // Names only match groups of the ACL's namespace; IDs match anywhere.
         assert_eq!(
             fill("{{identity.groups.names.other-ns.id}}"),
@@ -544,7 +581,10 @@ mod tests {
         assert_eq!(fill("{{time.now}}").unwrap(), "1000000");
         assert_eq!(fill("{{time.now.plus.1h}}").unwrap(), "1003600");
         assert_eq!(fill("{{time.now.minus.100}}").unwrap(), "999900");
-        assert_eq!(fill("{{time.now.plus}}"), Err(TemplateError::MissingTimeOperand));
+        assert_eq!(
+            fill("{{time.now.plus}}"),
+            Err(TemplateError::MissingTimeOperand)
+        );
         assert_eq!(
             fill("{{time.now.times.1h}}"),
             Err(TemplateError::InvalidTimeOperator("times".into()))
@@ -563,7 +603,8 @@ mod tests {
     fn forbidden_characters_follow_the_options() {
         let mut c = ctx();
         c.entity.as_mut().unwrap().name = "a/b".into();
-        let err = populate("x/{{identity.entity.name}}", &c, TemplateOptions::default()).unwrap_err();
+        let err =
+            populate("x/{{identity.entity.name}}", &c, TemplateOptions::default()).unwrap_err();
         assert_eq!(err, TemplateError::ForbiddenValue("/".into()));
         assert!(err.is_fatal());
         assert_eq!(
@@ -574,7 +615,10 @@ mod tests {
             allow_slashes: true,
             allow_wildcards: false,
         };
-        assert_eq!(populate("x/{{identity.entity.name}}", &c, slashes).unwrap(), "x/a/b");
+        assert_eq!(
+            populate("x/{{identity.entity.name}}", &c, slashes).unwrap(),
+            "x/a/b"
+        );
         for wild in ["ab*", "+"] {
             c.entity.as_mut().unwrap().name = wild.into();
             let err = populate("x/{{identity.entity.name}}", &c, slashes).unwrap_err();
@@ -589,7 +633,10 @@ mod tests {
             );
         }
         // Literal text of the path may hold slashes and wildcards; only substitutions are checked.
-        assert_eq!(fill("a/+/{{identity.entity.id}}/*").unwrap(), "a/+/ent-id/*");
+        assert_eq!(
+            fill("a/+/{{identity.entity.id}}/*").unwrap(),
+            "a/+/ent-id/*"
+        );
     }
 
     #[test]
@@ -602,7 +649,9 @@ mod tests {
         assert_eq!(t.as_str(), "kv/data/{{- .key -}} /x");
         let t = KeysFilterPath::parse("kv/static").unwrap();
         assert!(!t.uses_key());
-        assert!(KeysFilterPath::parse("{{ .path }}{{ .bogus").unwrap_err().contains("unclosed action"));
+        assert!(KeysFilterPath::parse("{{ .path }}{{ .bogus")
+            .unwrap_err()
+            .contains("unclosed action"));
         assert!(KeysFilterPath::parse("{{ printf \"%s\" .key }}").is_err());
     }
 }

@@ -6,14 +6,24 @@
 //! committed durably (fsync) and applied to the state machine before it is acknowledged; reads
 //! and lists are served from the local state machine without taking any write lock.
 //!
+//! Writes: each `put`, `delete` or `transaction` is one atomic [`Command::Write`] transaction.
+//! openraft 0.9 fsyncs every `client_write` separately, so a single writer task groups the
+//! transactions that queue up while the previous log entry commits into the next entry (group
+//! commit: one fsync for many writes); each transaction is still applied atomically and in order.
+//! State-machine applies are not fsynced on their own: they become durable with the next log
+//! commit, and after a crash raft re-applies the log (see `db`).
+//!
 //! Capabilities: a write notifier (one [`WriteBatch`] per applied log entry, in log order, with
-//! the raft log index), an [`Indexed`] applied index, and an HA lock whose holder is the raft
-//! leader.
+//! the raft log index; entries without keys — blank, membership, HA records — report an empty
+//! key list, and an installed snapshot reports every key it changed), an [`Indexed`] applied
+//! index, and an HA lock whose holder is the raft leader.
 //!
 //! Cluster-ready seams: node ids are operator-chosen strings mapped to random `u64` raft ids
 //! (stored locally, and in the membership's [`KuraNode`]s); the membership lives in the state
 //! machine and in snapshots; peers are reached through a [`RaftTransport`] that the cluster layer
 //! provides ([`NoTransport`] for a node without peers).
+
+#![warn(missing_docs)]
 
 mod codec;
 mod db;
@@ -131,7 +141,7 @@ impl RaftOptions {
             election_timeout_max: Duration::from_millis(1000),
             max_batch_bytes: 8 * 1024 * 1024,
             max_batch_txns: 1024,
-            max_inflight_entries: 2,
+            max_inflight_entries: 1,
             notify_capacity: 4096,
             ready_timeout: Duration::from_secs(30),
         }
@@ -287,8 +297,8 @@ impl RaftBackend {
         let cache = opts.cache_bytes;
         let configured = opts.node_id.clone();
         let snap_dir2 = snap_dir.clone();
-        let (db, ident, applied) = tokio::task::spawn_blocking(
-            move || -> std::result::Result<_, RaftBackendError> {
+        let (db, ident, applied) =
+            tokio::task::spawn_blocking(move || -> std::result::Result<_, RaftBackendError> {
                 let db = redb::Builder::new()
                     .set_cache_size(cache)
                     .create(&db_path)
@@ -303,10 +313,9 @@ impl RaftBackend {
                 .map_err(dir_err(&snap_dir2))?;
                 let (applied, _) = state_machine::read_applied(&db)?;
                 Ok((Arc::new(db), ident, applied))
-            },
-        )
-        .await
-        .map_err(|e| RaftBackendError::Database(e.to_string()))??;
+            })
+            .await
+            .map_err(|e| RaftBackendError::Database(e.to_string()))??;
 
         let (notify, _) = broadcast::channel(opts.notify_capacity.max(16));
         let (applied_tx, applied_rx) = watch::channel(applied.map_or(0, |l| l.index));
@@ -332,17 +341,6 @@ impl RaftBackend {
             api_addr: opts.api_addr.clone(),
             cluster_addr: opts.cluster_addr.clone(),
         };
-        let initialized = raft
-            .is_initialized()
-            .await
-            .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
-        if !initialized && opts.initialize {
-            tracing::info!(node = %ident.name, id = ident.id, "initialising single-node raft cluster");
-            raft.initialize(BTreeMap::from([(ident.id, me)]))
-                .await
-                .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
-        }
-
         let (tx, rx) = mpsc::channel(4096);
         tokio::spawn(writer::run(
             raft.clone(),
@@ -353,13 +351,13 @@ impl RaftBackend {
                 max_inflight: opts.max_inflight_entries.max(1),
             },
         ));
-
         let backend = RaftBackend {
             inner: Arc::new(Inner {
                 raft,
                 id: ident.id,
                 name: ident.name,
-                max_value_bytes: opts.max_value_bytes,
+                // Values are framed with 32-bit lengths.
+                max_value_bytes: opts.max_value_bytes.min(u32::MAX as usize),
                 db: RwLock::new(Some(db)),
                 writer: Mutex::new(Some(tx)),
                 notify,
@@ -368,8 +366,59 @@ impl RaftBackend {
                 closed: AtomicBool::new(false),
             }),
         };
-        backend.await_ready(opts.ready_timeout).await?;
+        if let Err(e) = backend.start(me, &opts).await {
+            // Stop raft and close the database so a later open can succeed.
+            if let Err(shutdown) = backend.shutdown().await {
+                tracing::warn!(error = %shutdown, "raft shutdown after a failed open");
+            }
+            return Err(e);
+        }
         Ok(backend)
+    }
+
+    /// Initialises the cluster if needed, waits until a single voter is ready, and clears a
+    /// stale HA holder record of this node.
+    async fn start(
+        &self,
+        me: KuraNode,
+        opts: &RaftOptions,
+    ) -> std::result::Result<(), RaftBackendError> {
+        let raft = &self.inner.raft;
+        let initialized = raft
+            .is_initialized()
+            .await
+            .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
+        if !initialized && opts.initialize {
+            tracing::info!(node = %me.name, id = self.inner.id, "initialising single-node raft cluster");
+            raft.initialize(BTreeMap::from([(self.inner.id, me)]))
+                .await
+                .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
+        }
+        self.await_ready(opts.ready_timeout).await?;
+        self.clear_own_holder().await
+    }
+
+    /// Clears an HA holder record this node left behind before it restarted: nobody holds the
+    /// lock until `acquire` is called again.
+    async fn clear_own_holder(&self) -> std::result::Result<(), RaftBackendError> {
+        if !self.is_leader() {
+            return Ok(());
+        }
+        let db = self
+            .database()
+            .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
+        let holder = tokio::task::spawn_blocking(move || state_machine::read_holder(&db))
+            .await
+            .map_err(|e| RaftBackendError::Database(e.to_string()))??;
+        if holder.is_some_and(|h| h.node == self.inner.id) {
+            self.inner
+                .submit(Pending::Other(Command::ClearHolder {
+                    node: self.inner.id,
+                }))
+                .await
+                .map_err(|e| RaftBackendError::Raft(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// For a single-voter cluster: elect now and wait for the leader to apply its whole log.
@@ -496,26 +545,37 @@ impl RaftBackend {
     pub async fn snapshot(&self, timeout: Duration) -> Result<Option<LogId>> {
         self.check_open()?;
         let applied = self.inner.raft.metrics().borrow().last_applied;
-        self.inner
-            .raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(writer::map_fatal)?;
-        let m = self
-            .inner
-            .raft
-            .wait(Some(timeout))
-            .metrics(|m| m.snapshot >= applied, "snapshot built")
-            .await
-            .map_err(|e| match e {
-                openraft::metrics::WaitError::Timeout(..) => {
-                    StorageError::IndexTimeout(applied.map_or(0, |l| l.index))
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A trigger is ignored while a snapshot (possibly an older one, started by the policy)
+        // is being built: trigger again until one covers `applied`.
+        let m = loop {
+            self.inner
+                .raft
+                .trigger()
+                .snapshot()
+                .await
+                .map_err(writer::map_fatal)?;
+            let slice = deadline
+                .saturating_duration_since(tokio::time::Instant::now())
+                .min(Duration::from_millis(200));
+            match self
+                .inner
+                .raft
+                .wait(Some(slice))
+                .metrics(|m| m.snapshot >= applied, "snapshot built")
+                .await
+            {
+                Ok(m) => break m,
+                Err(openraft::metrics::WaitError::Timeout(..))
+                    if tokio::time::Instant::now() < deadline => {}
+                Err(openraft::metrics::WaitError::Timeout(..)) => {
+                    return Err(StorageError::IndexTimeout(applied.map_or(0, |l| l.index)))
                 }
-                openraft::metrics::WaitError::ShuttingDown => {
-                    StorageError::Unavailable("raft is stopped".into())
+                Err(openraft::metrics::WaitError::ShuttingDown) => {
+                    return Err(StorageError::Unavailable("raft is stopped".into()))
                 }
-            })?;
+            }
+        };
         Ok(m.snapshot)
     }
 
@@ -546,7 +606,9 @@ impl RaftBackend {
 
     fn check_open(&self) -> Result<()> {
         if self.inner.closed.load(Ordering::SeqCst) {
-            return Err(StorageError::Unavailable("raft storage is shut down".into()));
+            return Err(StorageError::Unavailable(
+                "raft storage is shut down".into(),
+            ));
         }
         Ok(())
     }
@@ -634,10 +696,8 @@ impl Backend for RaftBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key)?;
         let key = key.to_string();
-        self.read_kv(move |t| {
-            Ok(t.get(key.as_str())?.map(|v| v.value().to_vec()))
-        })
-        .await
+        self.read_kv(move |t| Ok(t.get(key.as_str())?.map(|v| v.value().to_vec())))
+            .await
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
@@ -658,9 +718,6 @@ impl Backend for RaftBackend {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        if !prefix.is_empty() && !prefix.ends_with('/') {
-            return Err(StorageError::InvalidKey(prefix.to_string()));
-        }
         let prefix = prefix.to_string();
         self.read_kv(move |t| list_children(t, &prefix)).await
     }
@@ -760,7 +817,9 @@ impl HaLock for RaftHaLock {
         let inner = &self.0;
         loop {
             if inner.closed.load(Ordering::SeqCst) {
-                return Err(StorageError::Unavailable("raft storage is shut down".into()));
+                return Err(StorageError::Unavailable(
+                    "raft storage is shut down".into(),
+                ));
             }
             let mut metrics = inner.raft.metrics();
             let term = loop {

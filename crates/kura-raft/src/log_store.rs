@@ -265,9 +265,6 @@ mod tests {
 
         assert_eq!(s.read_committed().await.unwrap(), None);
         s.save_committed(Some(entry(1, 5).log_id)).await.unwrap();
-        assert_eq!(
-            s.read_committed().await.unwrap(),
-            Some(entry(1, 5).log_id)
-        );
+        assert_eq!(s.read_committed().await.unwrap(), Some(entry(1, 5).log_id));
     }
 }

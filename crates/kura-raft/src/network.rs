@@ -17,15 +17,16 @@ use openraft::error::{
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest,
-    InstallSnapshotResponse, SnapshotResponse, VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse,
+    SnapshotResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, Vote};
 
 use crate::types::{KuraNode, NodeId, Snapshot, TypeConfig};
 
 /// Error of a raft RPC.
-pub type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, KuraNode, RaftError<NodeId, E>>;
+pub type RpcError<E = openraft::error::Infallible> =
+    RPCError<NodeId, KuraNode, RaftError<NodeId, E>>;
 /// Error of sending a full snapshot.
 pub type SnapshotError = StreamingError<TypeConfig, Fatal<NodeId>>;
 /// A future that resolves when the replication stream that sends a snapshot is closed.

@@ -264,7 +264,11 @@ impl SnapshotReader {
                 let vlen = self.u32()? as usize;
                 let mut value = vec![0u8; vlen];
                 self.read(&mut value)?;
-                if self.last_key.as_deref().is_some_and(|last| last >= key.as_str()) {
+                if self
+                    .last_key
+                    .as_deref()
+                    .is_some_and(|last| last >= key.as_str())
+                {
                     return Err(corrupt("snapshot keys out of order"));
                 }
                 self.last_key = Some(key.clone());

@@ -20,8 +20,8 @@ use crate::db::{
 };
 use crate::snapshot::{sync_dir, SnapshotFile, SnapshotHeader, SnapshotReader, SnapshotWriter};
 use crate::types::{
-    Command, Entry, Holder, LogId, Op, RaftStorageError, Snapshot, SnapshotMeta,
-    StoredMembership, TypeConfig,
+    Command, Entry, Holder, LogId, Op, RaftStorageError, Snapshot, SnapshotMeta, StoredMembership,
+    TypeConfig,
 };
 
 /// The current snapshot as recorded in `SM_META`.

@@ -15,7 +15,9 @@ fn opts(dir: &Path) -> RaftOptions {
 }
 
 async fn open(dir: &Path) -> RaftBackend {
-    RaftBackend::open(opts(dir)).await.expect("open raft backend")
+    RaftBackend::open(opts(dir))
+        .await
+        .expect("open raft backend")
 }
 
 fn put(key: &str, value: &[u8]) -> TxnOp {
@@ -43,10 +45,6 @@ async fn put_get_list_delete_transaction() {
     assert_eq!(b.list("").await.unwrap(), vec!["a-z", "a/", "ab"]);
     assert_eq!(b.list("a/c/").await.unwrap(), vec!["d", "e"]);
     assert!(b.list("nothing/").await.unwrap().is_empty());
-    assert!(matches!(
-        b.list("a").await,
-        Err(StorageError::InvalidKey(_))
-    ));
 
     b.delete("a/b").await.unwrap();
     assert_eq!(b.get("a/b").await.unwrap(), None);
@@ -92,7 +90,9 @@ async fn listing_matches_a_full_scan() {
     let ops = keys.iter().map(|k| put(k, b"v")).collect();
     b.transaction(ops).await.unwrap();
     let all: BTreeSet<&str> = keys.iter().map(|s| s.as_str()).collect();
-    let mut prefixes: BTreeSet<String> = BTreeSet::from([String::new()]);
+    // Folder prefixes, plus prefixes that do not end in '/' (listed the way inmem lists them).
+    let mut prefixes: BTreeSet<String> =
+        ["", "x", "x.", "y"].iter().map(|s| s.to_string()).collect();
     for k in &keys {
         for (i, _) in k.match_indices('/') {
             prefixes.insert(k[..=i].to_string());
@@ -101,9 +101,15 @@ async fn listing_matches_a_full_scan() {
     for prefix in prefixes {
         let expected = children_of(
             &prefix,
-            all.iter().copied().filter(|k| k.starts_with(prefix.as_str())),
+            all.iter()
+                .copied()
+                .filter(|k| k.starts_with(prefix.as_str())),
         );
-        assert_eq!(b.list(&prefix).await.unwrap(), expected, "prefix {prefix:?}");
+        assert_eq!(
+            b.list(&prefix).await.unwrap(),
+            expected,
+            "prefix {prefix:?}"
+        );
     }
     b.shutdown().await.unwrap();
 }
@@ -243,9 +249,15 @@ async fn acknowledged_writes_survive_kill_9() {
     .await
     .unwrap();
     assert!(!killed.success(), "the child was killed, not finished");
-    assert!(acked.len() >= 400, "child acknowledged only {}", acked.len());
+    assert!(
+        acked.len() >= 400,
+        "child acknowledged only {}",
+        acked.len()
+    );
 
-    let b = RaftBackend::open(RaftOptions::new(data, "crash")).await.unwrap();
+    let b = RaftBackend::open(RaftOptions::new(data, "crash"))
+        .await
+        .unwrap();
     let mut missing = 0;
     for key in &acked {
         match b.get(key).await.unwrap() {
@@ -253,7 +265,12 @@ async fn acknowledged_writes_survive_kill_9() {
             None => missing += 1,
         }
     }
-    assert_eq!(missing, 0, "{missing} of {} acknowledged keys lost", acked.len());
+    assert_eq!(
+        missing,
+        0,
+        "{missing} of {} acknowledged keys lost",
+        acked.len()
+    );
     b.put("after-crash", vec![1]).await.unwrap();
     b.shutdown().await.unwrap();
 }
@@ -275,7 +292,13 @@ async fn write_notifications_in_commit_order() {
     assert!(start < i1 && i1 < i2);
 
     let first = rx.recv().await.unwrap();
-    assert_eq!(first, WriteBatch { index: i1, keys: vec!["n/1".into()] });
+    assert_eq!(
+        first,
+        WriteBatch {
+            index: i1,
+            keys: vec!["n/1".into()]
+        }
+    );
     let second = rx.recv().await.unwrap();
     assert_eq!(second.index, i2);
     assert_eq!(second.keys, vec!["n/2", "n/1"]);
@@ -316,7 +339,9 @@ async fn wait_for_index() {
     let b = open(dir.path()).await;
     let idx = b.indexed().unwrap();
     let now = idx.applied_index();
-    idx.wait_for_index(now, Duration::from_millis(1)).await.unwrap();
+    idx.wait_for_index(now, Duration::from_millis(1))
+        .await
+        .unwrap();
     assert_eq!(
         idx.wait_for_index(now + 1, Duration::from_millis(20)).await,
         Err(StorageError::IndexTimeout(now + 1))
@@ -465,7 +490,10 @@ async fn snapshot_installs_on_another_state_machine() {
     let a_dir = tempfile::tempdir().unwrap();
     let (mut a, _, _) = state_machine(a_dir.path());
     a.apply(vec![
-        normal(1, write_cmd(vec![op_put("same", b"1"), op_put("changed", b"new")])),
+        normal(
+            1,
+            write_cmd(vec![op_put("same", b"1"), op_put("changed", b"new")]),
+        ),
         normal(2, write_cmd(vec![op_put("added", b"2")])),
         normal(
             3,
@@ -576,10 +604,10 @@ async fn ha_lock_follows_leadership() {
         .unwrap()
         .unwrap();
 
-    // A holder record from an earlier term is not reported after a restart.
+    // The record of a holder from before the restart is not reported (openraft may restore a
+    // single voter's leadership in the same term, so the term alone would not tell).
     let b = open(dir.path()).await;
     let ha = b.ha_lock().unwrap();
-    eprintln!("DEBUG {:?} holder {:?}", b.metrics().borrow().clone(), state_machine::read_holder(&b.database().unwrap()));
     assert_eq!(ha.holder().await.unwrap(), None);
     let _guard = ha.acquire(b"third".to_vec()).await.unwrap();
     assert_eq!(ha.holder().await.unwrap(), Some(b"third".to_vec()));
@@ -599,9 +627,12 @@ async fn uninitialised_node_refuses_writes() {
     ));
     assert_eq!(b.get("k").await.unwrap(), None);
     assert!(
-        tokio::time::timeout(Duration::from_millis(300), b.ha_lock().unwrap().acquire(vec![]))
-            .await
-            .is_err(),
+        tokio::time::timeout(
+            Duration::from_millis(300),
+            b.ha_lock().unwrap().acquire(vec![])
+        )
+        .await
+        .is_err(),
         "a node that is not leader cannot take the HA lock"
     );
     b.shutdown().await.unwrap();
@@ -664,15 +695,38 @@ async fn concurrent_writes_share_log_entries() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "measurement, prints figures"]
 async fn measure_write_throughput() {
-    let dir = tempfile::tempdir().unwrap();
-    let b = open(dir.path()).await;
-    for (writers, per_writer) in [(1, 500), (32, 100), (32, 300)] {
-        let (rate, entries) = write_load(&b, writers, per_writer).await;
-        let writes = writers * per_writer;
-        println!(
-            "{writers:>2} writers: {writes} writes, {rate:.0} writes/s, {entries} log entries ({:.1} writes per entry/fsync)",
-            writes as f64 / entries as f64
-        );
+    for inflight in [1, 2, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts(dir.path());
+        o.max_inflight_entries = inflight;
+        let b = RaftBackend::open(o).await.unwrap();
+        for (writers, per_writer) in [(1, 500), (32, 100), (32, 300)] {
+            let (rate, entries) = write_load(&b, writers, per_writer).await;
+            let writes = writers * per_writer;
+            println!(
+                "inflight {inflight}: {writers:>2} writers, {writes} writes: {rate:.0} writes/s, \
+                 {entries} log entries ({:.1} writes per entry and fsync)",
+                writes as f64 / entries as f64
+            );
+        }
+        if inflight == 1 {
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for t in 0..32 {
+                let b = b.clone();
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..1000 {
+                        let got = b.get(&format!("load/{t}/{}", i % 100)).await.unwrap();
+                        assert_eq!(got.map(|v| v.len()), Some(256));
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.unwrap();
+            }
+            let rate = 32_000.0 / started.elapsed().as_secs_f64();
+            println!("32 readers, 32000 gets of 256-byte values: {rate:.0} reads/s");
+        }
+        b.shutdown().await.unwrap();
     }
-    b.shutdown().await.unwrap();
 }

@@ -59,7 +59,10 @@ pub(crate) fn map_fatal(e: Fatal<NodeId>) -> StorageError {
     }
 }
 
-fn respond(waiters: Vec<oneshot::Sender<Result<u64, StorageError>>>, res: Result<u64, StorageError>) {
+fn respond(
+    waiters: Vec<oneshot::Sender<Result<u64, StorageError>>>,
+    res: Result<u64, StorageError>,
+) {
     for w in waiters {
         let _ = w.send(res.clone());
     }

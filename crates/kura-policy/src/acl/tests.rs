@@ -174,9 +174,15 @@ path "a/b/denyseg" { capabilities = ["deny"] }
             ("secret/merge/x", &["create", "read", "update"]),
             ("secret/other", &["list", "read"]),
             ("secret/denyall/x", &["deny"]),
-            ("sys/mounts", &["create", "delete", "list", "read", "sudo", "update"]),
+            (
+                "sys/mounts",
+                &["create", "delete", "list", "read", "sudo", "update"],
+            ),
             ("old/read/x", &["list", "read"]),
-            ("old/write/x", &["create", "delete", "list", "read", "update"]),
+            (
+                "old/write/x",
+                &["create", "delete", "list", "read", "update"],
+            ),
             ("old/deny/x", &["deny"]),
             ("a/b/denyseg", &["deny"]),
             ("c/d/denyseg", &["read"]),
@@ -190,7 +196,10 @@ path "a/b/denyseg" { capabilities = ["deny"] }
     assert_eq!(d.capabilities, Capability::DENY);
     assert!(acl.check("secret/other", Capability::READ, None).allowed);
     let d = acl.check("secret/other", Capability::UPDATE, None);
-    assert_eq!(d.reason, Some(DenyReason::MissingCapability(Capability::UPDATE)));
+    assert_eq!(
+        d.reason,
+        Some(DenyReason::MissingCapability(Capability::UPDATE))
+    );
 }
 
 #[test]
@@ -295,7 +304,12 @@ fn root_acl_allows_everything() {
     let root = Acl::root();
     assert!(root.is_root());
     assert_eq!(root.capabilities("anything/at/all"), vec!["root"]);
-    for cap in [Capability::READ, Capability::SUDO, Capability::DELETE, Capability::SCAN] {
+    for cap in [
+        Capability::READ,
+        Capability::SUDO,
+        Capability::DELETE,
+        Capability::SCAN,
+    ] {
         let d = root.check("sys/raw/x", cap, Some(&data(json!({"x": 1}))));
         assert!(d.allowed && d.sudo && d.is_root);
         assert_eq!(d.granting_policies, vec!["root"]);
@@ -314,7 +328,10 @@ fn root_acl_allows_everything() {
 fn granting_policies_are_named() {
     let policies = vec![
         policy("reader", r#"path "s/*" { capabilities = ["read"] }"#),
-        policy("writer", r#"path "s/*" { capabilities = ["update", "read"] }"#),
+        policy(
+            "writer",
+            r#"path "s/*" { capabilities = ["update", "read"] }"#,
+        ),
     ];
     let acl = Acl::new(&policies);
     let d = acl.check("s/x", Capability::READ, None);
@@ -417,22 +434,53 @@ fn bao_parameter_constraints() {
     assert!(allowed(&acl, "kv/denall/1", Capability::UPDATE, None));
     // But required parameters are checked first.
     let d = acl.check("kv/req/1", Capability::UPDATE, None);
-    assert_eq!(d.reason, Some(DenyReason::MissingRequiredParameter("Foo".into())));
-    let d = acl.check("kv/den/1", Capability::UPDATE, Some(&data(json!({"env": "prod-eu"}))));
+    assert_eq!(
+        d.reason,
+        Some(DenyReason::MissingRequiredParameter("Foo".into()))
+    );
+    let d = acl.check(
+        "kv/den/1",
+        Capability::UPDATE,
+        Some(&data(json!({"env": "prod-eu"}))),
+    );
     assert_eq!(d.reason, Some(DenyReason::DeniedParameter("env".into())));
-    let d = acl.check("kv/al/1", Capability::UPDATE, Some(&data(json!({"zzz": "x"}))));
-    assert_eq!(d.reason, Some(DenyReason::ParameterNotAllowed("zzz".into())));
+    let d = acl.check(
+        "kv/al/1",
+        Capability::UPDATE,
+        Some(&data(json!({"zzz": "x"}))),
+    );
+    assert_eq!(
+        d.reason,
+        Some(DenyReason::ParameterNotAllowed("zzz".into()))
+    );
 }
 
 #[test]
 fn bao_required_parameters_apply_to_reads_not_deletes() {
     // bao: GET without the required query parameter is refused, with it allowed.
-    let acl = acl(&[r#"path "kv/p/*" { capabilities = ["read", "update", "create", "delete", "list"]
-  required_parameters = ["foo"] }"#]);
+    let acl = acl(&[
+        r#"path "kv/p/*" { capabilities = ["read", "update", "create", "delete", "list"]
+  required_parameters = ["foo"] }"#,
+    ]);
     assert!(!allowed(&acl, "kv/p/a", Capability::READ, None));
-    assert!(allowed(&acl, "kv/p/a", Capability::READ, Some(json!({"foo": "1"}))));
-    assert!(allowed(&acl, "kv/p/a", Capability::UPDATE, Some(json!({"foo": "1"}))));
-    assert!(!allowed(&acl, "kv/p/a", Capability::UPDATE, Some(json!({"bar": "1"}))));
+    assert!(allowed(
+        &acl,
+        "kv/p/a",
+        Capability::READ,
+        Some(json!({"foo": "1"}))
+    ));
+    assert!(allowed(
+        &acl,
+        "kv/p/a",
+        Capability::UPDATE,
+        Some(json!({"foo": "1"}))
+    ));
+    assert!(!allowed(
+        &acl,
+        "kv/p/a",
+        Capability::UPDATE,
+        Some(json!({"bar": "1"}))
+    ));
     assert!(allowed(&acl, "kv/p/a", Capability::DELETE, None));
     assert!(allowed(&acl, "kv/p/", Capability::LIST, None));
 }
@@ -466,7 +514,10 @@ fn parameter_maps_merge_across_policies() {
     assert!(!ok(json!({"a": "1"})), "b became required");
     assert!(!ok(json!({"a": "1", "b": "x", "d": "1"})));
     assert!(!ok(json!({"a": "1", "b": "x", "d": "2"})));
-    assert!(!ok(json!({"a": "1", "b": "x", "d": "3"})), "d is not an allowed key");
+    assert!(
+        !ok(json!({"a": "1", "b": "x", "d": "3"})),
+        "d is not an allowed key"
+    );
 }
 
 #[test]
@@ -503,12 +554,31 @@ path "kv/w2/*" { capabilities = ["read"]
         })
     };
     let single = acl(&[w1]);
-    for (ttl, want) in [(None, false), (Some(30), false), (Some(120), true), (Some(250), true), (Some(600), false)] {
-        assert_eq!(wrapped(&single, "kv/w/a", ttl).allowed, want, "w1 alone, ttl {ttl:?}");
+    for (ttl, want) in [
+        (None, false),
+        (Some(30), false),
+        (Some(120), true),
+        (Some(250), true),
+        (Some(600), false),
+    ] {
+        assert_eq!(
+            wrapped(&single, "kv/w/a", ttl).allowed,
+            want,
+            "w1 alone, ttl {ttl:?}"
+        );
     }
-    assert_eq!(wrapped(&single, "kv/w/a", None).reason, Some(DenyReason::WrappingRequired));
-    assert_eq!(wrapped(&single, "kv/w/a", Some(30)).reason, Some(DenyReason::WrappingTtlTooShort));
-    assert_eq!(wrapped(&single, "kv/w/a", Some(600)).reason, Some(DenyReason::WrappingTtlTooLong));
+    assert_eq!(
+        wrapped(&single, "kv/w/a", None).reason,
+        Some(DenyReason::WrappingRequired)
+    );
+    assert_eq!(
+        wrapped(&single, "kv/w/a", Some(30)).reason,
+        Some(DenyReason::WrappingTtlTooShort)
+    );
+    assert_eq!(
+        wrapped(&single, "kv/w/a", Some(600)).reason,
+        Some(DenyReason::WrappingTtlTooLong)
+    );
 
     // Merged: the smaller non-zero min (60) and the smaller non-zero max (200).
     let both = acl(&[w1, w2]);
@@ -520,13 +590,23 @@ path "kv/w2/*" { capabilities = ["read"]
         (Some(200), true),
         (Some(250), false),
     ] {
-        assert_eq!(wrapped(&both, "kv/w/a", ttl).allowed, want, "merged, ttl {ttl:?}");
+        assert_eq!(
+            wrapped(&both, "kv/w/a", ttl).allowed,
+            want,
+            "merged, ttl {ttl:?}"
+        );
     }
     // Merged min 100 and max 50: nothing passes.
     for ttl in [None, Some(40), Some(60), Some(120)] {
-        assert!(!wrapped(&both, "kv/w2/a", ttl).allowed, "w2 path, ttl {ttl:?}");
+        assert!(
+            !wrapped(&both, "kv/w2/a", ttl).allowed,
+            "w2 path, ttl {ttl:?}"
+        );
     }
-    assert_eq!(wrapped(&both, "kv/w2/a", Some(75)).reason, Some(DenyReason::WrappingTtlTooLong));
+    assert_eq!(
+        wrapped(&both, "kv/w2/a", Some(75)).reason,
+        Some(DenyReason::WrappingTtlTooLong)
+    );
 }
 
 #[test]
@@ -548,27 +628,53 @@ path "kv/nol/*" { capabilities = ["list"] }
     assert_eq!(d.limit_override.as_deref(), Some("2"));
     let d = list("kv/pl/", Some(json!({"limit": "2"})));
     assert!(d.allowed && d.limit_override.is_none());
-    assert_eq!(list("kv/pl/", Some(json!({"limit": "3"}))).reason, Some(DenyReason::PaginationLimitExceeded));
-    assert_eq!(list("kv/pl/", Some(json!({"limit": 3}))).reason, Some(DenyReason::PaginationLimitExceeded));
+    assert_eq!(
+        list("kv/pl/", Some(json!({"limit": "3"}))).reason,
+        Some(DenyReason::PaginationLimitExceeded)
+    );
+    assert_eq!(
+        list("kv/pl/", Some(json!({"limit": 3}))).reason,
+        Some(DenyReason::PaginationLimitExceeded)
+    );
     let d = list("kv/pl/", Some(json!({"limit": "max"})));
     assert!(d.allowed);
     assert_eq!(d.limit_override.as_deref(), Some("2"));
-    assert_eq!(list("kv/pl/", Some(json!({"limit": "abc"}))).reason, Some(DenyReason::InvalidPaginationLimit));
-    assert_eq!(list("kv/plr/", None).reason, Some(DenyReason::PaginationLimitRequired));
+    assert_eq!(
+        list("kv/pl/", Some(json!({"limit": "abc"}))).reason,
+        Some(DenyReason::InvalidPaginationLimit)
+    );
+    assert_eq!(
+        list("kv/plr/", None).reason,
+        Some(DenyReason::PaginationLimitRequired)
+    );
     assert!(list("kv/plr/", Some(json!({"limit": "1"}))).allowed);
     let d = list("kv/nol/", Some(json!({"limit": "max"})));
     assert!(d.allowed);
     assert_eq!(d.limit_override.as_deref(), Some("0"));
-    assert!(list("kv/nol/", Some(json!({"limit": "10"}))).limit_override.is_none());
+    assert!(list("kv/nol/", Some(json!({"limit": "10"})))
+        .limit_override
+        .is_none());
 
     // The lowest limit wins when merging.
     let merged = Acl::new(&[
-        policy("a", r#"path "x/*" { capabilities = ["list"]
-  pagination_limit = 10 }"#),
-        policy("b", r#"path "x/*" { capabilities = ["list"]
-  pagination_limit = 5 }"#),
+        policy(
+            "a",
+            r#"path "x/*" { capabilities = ["list"]
+  pagination_limit = 10 }"#,
+        ),
+        policy(
+            "b",
+            r#"path "x/*" { capabilities = ["list"]
+  pagination_limit = 5 }"#,
+        ),
     ]);
-    assert_eq!(merged.check("x/", Capability::LIST, None).limit_override.as_deref(), Some("5"));
+    assert_eq!(
+        merged
+            .check("x/", Capability::LIST, None)
+            .limit_override
+            .as_deref(),
+        Some("5")
+    );
 }
 
 #[test]
@@ -583,7 +689,10 @@ fn filter_path_is_returned_for_listing() {
     let filter = d.response_keys_filter_path.expect("filter set");
     // The first policy's template wins.
     assert_eq!(filter.render("kv/metadata/", "k"), "kv/metadata/k");
-    assert!(acl.check("kv/metadata/x", Capability::READ, None).response_keys_filter_path.is_none());
+    assert!(acl
+        .check("kv/metadata/x", Capability::READ, None)
+        .response_keys_filter_path
+        .is_none());
 }
 
 #[test]
@@ -600,9 +709,19 @@ path "at" { capabilities = ["read"]
     let acl = Acl::new(&p);
     assert_eq!(acl.capabilities("old"), vec!["deny"]);
     assert_eq!(acl.capabilities("new"), vec!["read"]);
-    let before = Acl::build(&p, &IdentityContext::default(), UNIX_EPOCH + Duration::from_secs(999)).unwrap();
+    let before = Acl::build(
+        &p,
+        &IdentityContext::default(),
+        UNIX_EPOCH + Duration::from_secs(999),
+    )
+    .unwrap();
     assert_eq!(before.capabilities("at"), vec!["read"]);
-    let after = Acl::build(&p, &IdentityContext::default(), UNIX_EPOCH + Duration::from_secs(1001)).unwrap();
+    let after = Acl::build(
+        &p,
+        &IdentityContext::default(),
+        UNIX_EPOCH + Duration::from_secs(1001),
+    )
+    .unwrap();
     assert_eq!(after.capabilities("at"), vec!["deny"]);
 }
 
@@ -617,7 +736,9 @@ fn entity_ctx(login: &str, team: &str) -> IdentityContext {
         entity: Some(TemplateEntity {
             id: "eid".into(),
             name: format!("ent-{login}"),
-            metadata: [("team".to_string(), team.to_string())].into_iter().collect(),
+            metadata: [("team".to_string(), team.to_string())]
+                .into_iter()
+                .collect(),
             aliases: vec![TemplateAlias {
                 mount_accessor: "auth_userpass_1".into(),
                 name: login.into(),
@@ -630,7 +751,15 @@ fn entity_ctx(login: &str, team: &str) -> IdentityContext {
 
 #[test]
 fn bao_templated_policies() {
-    let paths = ["t/a/b/x", "t/ab*/x", "t/abX/x", "t/abX/y/x", "t/+/x", "t/q/x", "t/abc/x"];
+    let paths = [
+        "t/a/b/x",
+        "t/ab*/x",
+        "t/abX/x",
+        "t/abX/y/x",
+        "t/+/x",
+        "t/q/x",
+        "t/abc/x",
+    ];
     let strict = vec![policy("tp", TEMPLATED)];
 
     // bao: a plain value fills in.
@@ -662,15 +791,50 @@ fn bao_templated_policies() {
 
     // bao: with both switches on, the value is used as written, wildcards included.
     let lax = vec![Arc::new(
-        Policy::parse("tp", TEMPLATED).unwrap().with_template_options(TemplateOptions {
-            allow_slashes: true,
-            allow_wildcards: true,
-        }),
+        Policy::parse("tp", TEMPLATED)
+            .unwrap()
+            .with_template_options(TemplateOptions {
+                allow_slashes: true,
+                allow_wildcards: true,
+            }),
     )];
     let expect: [(&str, [&[&str]; 7]); 3] = [
-        ("a/b", [&["read"], &["deny"], &["deny"], &["deny"], &["deny"], &["deny"], &["deny"]]),
-        ("ab*", [&["deny"], &["read"], &["deny"], &["deny"], &["deny"], &["deny"], &["deny"]]),
-        ("+", [&["deny"], &["read"], &["read"], &["deny"], &["read"], &["read"], &["read"]]),
+        (
+            "a/b",
+            [
+                &["read"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+            ],
+        ),
+        (
+            "ab*",
+            [
+                &["deny"],
+                &["read"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+                &["deny"],
+            ],
+        ),
+        (
+            "+",
+            [
+                &["deny"],
+                &["read"],
+                &["read"],
+                &["deny"],
+                &["read"],
+                &["read"],
+                &["read"],
+            ],
+        ),
     ];
     for (team, want) in expect {
         let acl = Acl::with_identity(&lax, &entity_ctx("u", team)).unwrap();
@@ -690,12 +854,15 @@ fn bao_templated_policies() {
 #[test]
 fn templated_path_that_becomes_invalid_fails_the_acl() {
     let p = vec![Arc::new(
-        Policy::parse("tp", r#"path "x/+{{identity.entity.name}}" { capabilities = ["read"] }"#)
-            .unwrap()
-            .with_template_options(TemplateOptions {
-                allow_slashes: false,
-                allow_wildcards: true,
-            }),
+        Policy::parse(
+            "tp",
+            r#"path "x/+{{identity.entity.name}}" { capabilities = ["read"] }"#,
+        )
+        .unwrap()
+        .with_template_options(TemplateOptions {
+            allow_slashes: false,
+            allow_wildcards: true,
+        }),
     )];
     let mut ctx = entity_ctx("u", "t");
     ctx.entity.as_mut().unwrap().name = "*".into();
@@ -710,12 +877,21 @@ fn bao_default_policy() {
     assert_caps(
         &acl,
         &[
-            ("cubbyhole/foo", &["create", "delete", "list", "read", "update"]),
-            ("cubbyhole/", &["create", "delete", "list", "read", "update"]),
+            (
+                "cubbyhole/foo",
+                &["create", "delete", "list", "read", "update"],
+            ),
+            (
+                "cubbyhole/",
+                &["create", "delete", "list", "read", "update"],
+            ),
             ("cubbyhole", &["deny"]),
             ("sys/tools/hash", &["update"]),
             ("sys/tools/hash/sha2-256", &["update"]),
-            ("identity/oidc/provider/default/authorize", &["read", "update"]),
+            (
+                "identity/oidc/provider/default/authorize",
+                &["read", "update"],
+            ),
             ("identity/oidc/provider/default/authorize/x", &["deny"]),
             ("auth/token/lookup-self", &["read"]),
             ("auth/token/lookup", &["deny"]),
@@ -732,20 +908,51 @@ fn bao_default_policy() {
 }
 
 #[test]
-fn mount_access() {
-    let acl = acl(&[r#"
+fn bao_mount_access() {
+    // bao: the mounts `sys/internal/ui/mounts` shows to a token holding these policies.
+    let acl1 = acl(&[r#"
 path "secret/data/app/*" { capabilities = ["read"] }
 path "denied/*" { capabilities = ["deny"] }
 path "kv/+/team/*" { capabilities = ["read"] }
 path "pki/issue/web" { capabilities = ["update"] }
 path "only-patch/x" { capabilities = ["patch"] }
+path "sys/internal/ui/mounts" { capabilities = ["read"] }
 "#]);
-    assert!(acl.has_mount_access("secret/"));
-    assert!(acl.has_mount_access("pki/"));
-    assert!(acl.has_mount_access("kv/"));
-    assert!(!acl.has_mount_access("denied/"));
-    assert!(!acl.has_mount_access("transit/"));
-    assert!(!acl.has_mount_access("only-patch/"));
+    let mounts = [
+        "cubbyhole/",
+        "denied/",
+        "identity/",
+        "kv/",
+        "only-patch/",
+        "only-scan/",
+        "pki/",
+        "secret/",
+        "seg/",
+        "sys/",
+        "transit/",
+    ];
+    let visible = |acl: &Acl| -> Vec<&str> {
+        mounts
+            .iter()
+            .copied()
+            .filter(|m| acl.has_mount_access(m))
+            .collect()
+    };
+    assert_eq!(
+        visible(&acl1),
+        vec!["kv/", "only-patch/", "pki/", "secret/", "sys/"]
+    );
+    let acl2 = acl(&[r#"
+path "only-scan/x" { capabilities = ["scan"] }
+path "+/x/y" { capabilities = ["read"] }
+path "sys/internal/ui/mounts" { capabilities = ["read"] }
+"#]);
+    assert_eq!(visible(&acl2), mounts.to_vec());
+    let acl3 = acl(&[r#"
+path "only-scan/x" { capabilities = ["scan"] }
+path "sys/internal/ui/mounts" { capabilities = ["read"] }
+"#]);
+    assert_eq!(visible(&acl3), vec!["only-scan/", "sys/"]);
 }
 
 #[test]
@@ -758,7 +965,11 @@ path "c/+/d" { capabilities = ["read"] }
     let rules: Vec<(String, bool)> = acl.rules().into_iter().map(|r| (r.path, r.glob)).collect();
     assert_eq!(
         rules,
-        vec![("a".to_string(), false), ("b/*".to_string(), true), ("c/+/d".to_string(), true)]
+        vec![
+            ("a".to_string(), false),
+            ("b/*".to_string(), true),
+            ("c/+/d".to_string(), true)
+        ]
     );
 }
 
