@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use kura_client::{Client, ClientError, Method, Secret, StatusCode};
 use serde_json::{json, Map, Value};
 
-use super::format::{go_duration, HOPE_DELIM};
+use super::format::go_duration;
 use super::kvargs::parse_kv_args;
 use super::logical::write_output;
 use super::output::{
@@ -779,7 +779,10 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
     };
     let body = json!({"data": data, "options": {"cas": cas}});
     match t.client.write(&full, Some(body)).await {
-        Ok(Some(s)) => kv_write_output(ui, &full, s, a.out.field()),
+        Ok(Some(s)) => match a.out.field() {
+            Some(f) => print_secret_field(ui, &s, f),
+            None => output_secret(ui, &s),
+        },
         Ok(None) => {
             if ui.is_table() {
                 ui.info(&format!("Success! Data written to: {full}"));
@@ -930,8 +933,4 @@ mod tests {
         assert_eq!(add_prefix_to_kv_path("secret/foo", "ns1/secret/", "data"), "secret/data/foo");
     }
 
-    #[test]
-    fn delim_is_not_ascii() {
-        assert!(!HOPE_DELIM.is_ascii());
-    }
 }

@@ -15,6 +15,7 @@ use super::format::{
 enum Sink {
     Stdout,
     Stderr,
+    #[cfg_attr(not(test), allow(dead_code))]
     Buffer(Vec<u8>),
 }
 
@@ -388,11 +389,11 @@ pub fn raw_field(secret: &Secret, field: &str) -> Option<Value> {
 }
 
 /// `PrintRawField`: prints one value alone (`%v` for table, JSON for json).
-pub fn print_field_value(ui: &mut Ui, val: Option<Value>, field: &str) -> i32 {
+pub fn print_field_value(ui: &mut Ui, val: Option<Value>, field: &str, what: &str) -> i32 {
     let val = match val {
         Some(v) if !v.is_null() => v,
         _ => {
-            let msg = format!("Field {} not present in secret", super::format::go_quote(field));
+            let msg = format!("Field {} not present in {what}", super::format::go_quote(field));
             ui.error(&msg);
             return 1;
         }
@@ -416,12 +417,12 @@ pub fn print_field_value(ui: &mut Ui, val: Option<Value>, field: &str) -> i32 {
 
 /// `PrintRawField` on a secret.
 pub fn print_secret_field(ui: &mut Ui, secret: &Secret, field: &str) -> i32 {
-    print_field_value(ui, raw_field(secret, field), field)
+    print_field_value(ui, raw_field(secret, field), field, "secret")
 }
 
 /// `PrintRawField` on a plain map.
 pub fn print_map_field(ui: &mut Ui, map: &Map<String, Value>, field: &str) -> i32 {
-    print_field_value(ui, map.get(field).cloned(), field)
+    print_field_value(ui, map.get(field).cloned(), field, "map")
 }
 
 /// `outputPath`: the `= Title =` line, the path and a blank line.

@@ -37,6 +37,8 @@ pub struct ApiResponse {
     pub headers: HeaderMap,
     /// Parsed body.
     pub body: ResponseBody,
+    /// The body exactly as received.
+    pub raw: Bytes,
 }
 
 impl ApiResponse {
@@ -53,13 +55,9 @@ impl ApiResponse {
         }
     }
 
-    /// The body bytes as received (JSON bodies re-serialized).
+    /// The body bytes exactly as received.
     pub fn bytes(&self) -> Bytes {
-        match &self.body {
-            ResponseBody::Empty => Bytes::new(),
-            ResponseBody::Json(v) => Bytes::from(v.to_string()),
-            ResponseBody::Raw(b) => b.clone(),
-        }
+        self.raw.clone()
     }
 
     /// The error the Go client would report for this answer (meaningful for status >= 400).
@@ -407,7 +405,7 @@ impl Client {
         } else {
             match serde_json::from_slice::<Value>(&bytes) {
                 Ok(v) => ResponseBody::Json(v),
-                Err(_) => ResponseBody::Raw(bytes),
+                Err(_) => ResponseBody::Raw(bytes.clone()),
             }
         };
         Ok(ApiResponse {
@@ -416,6 +414,7 @@ impl Client {
             status: parts.status,
             headers: parts.headers,
             body,
+            raw: bytes,
         })
     }
 
@@ -705,7 +704,13 @@ mod tests {
     }
 
     fn resp(status: u16, body: ResponseBody) -> ApiResponse {
+        let raw = match &body {
+            ResponseBody::Raw(b) => b.clone(),
+            ResponseBody::Json(v) => Bytes::from(v.to_string()),
+            ResponseBody::Empty => Bytes::new(),
+        };
         ApiResponse {
+            raw,
             method: Method::GET,
             url: "http://h/v1/p".into(),
             status: StatusCode::from_u16(status).unwrap(),

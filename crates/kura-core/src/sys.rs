@@ -37,6 +37,7 @@ enum S {
     Capabilities,
     CapabilitiesSelf,
     CapabilitiesAccessor,
+    RekeyBackup,
 }
 
 use FieldType as T;
@@ -145,6 +146,10 @@ fn table() -> PathTable<S> {
             PathSpec::new("policies/acl/(?P<name>.+)", &[O::Read, O::Update, O::Delete], "An ACL policy")
                 .fields(policy_fields()),
             S::Acl,
+        ),
+        (
+            PathSpec::new("rekey/(recovery-key-)?backup", &[O::Read, O::Delete], "Backed-up unseal keys"),
+            S::RekeyBackup,
         ),
         (PathSpec::new("capabilities", &[O::Update], "Capabilities of a token").fields(caps()), S::Capabilities),
         (
@@ -444,6 +449,9 @@ impl Core {
                             backend_type = f.string("plugin_name")?;
                         }
                         let mut options = options;
+                        if backend_type == "generic" {
+                            backend_type = "kv".into();
+                        }
                         if backend_type == "kv-v2" {
                             backend_type = "kv".into();
                             options.insert("version".into(), "2".into());
@@ -472,6 +480,12 @@ impl Core {
                 let id = remount(self, rt, &from, &to).await?;
                 Ok(Some(legacy(json!({ "migration_id": id }))))
             }
+            S::RekeyBackup => match req.operation {
+                // Kura never backs up unseal keys (PGP-encrypted shares are not supported), so
+                // there is never anything to return or delete.
+                O::Delete => Ok(None),
+                _ => Err(LogicalError::bad("no backed-up keys found")),
+            },
             S::RemountStatus => Err(LogicalError::bad(format!(
                 "no migration with id {:?} (remounts complete synchronously in Kura)",
                 f.string("id")?

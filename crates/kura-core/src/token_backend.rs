@@ -362,6 +362,7 @@ impl TokenBackend {
                 token_type: "service".to_string(),
                 orphan,
                 num_uses: num_uses as u64,
+                ..Default::default()
             }),
             ..Default::default()
         };
@@ -414,6 +415,7 @@ impl TokenBackend {
                 token_type: "service".to_string(),
                 orphan: entry.parent.is_empty(),
                 num_uses: entry.num_uses.max(0) as u64,
+                ..Default::default()
             }),
             warnings,
             ..Default::default()
@@ -428,7 +430,7 @@ impl TokenBackend {
         }
         match self.store.lookup(&token).await? {
             Some(e) => Ok((e, token)),
-            None => Err(LogicalError::bad("bad token")),
+            None => Err(LogicalError::bad("token not found")),
         }
     }
 
@@ -570,11 +572,10 @@ impl LogicalBackend for TokenBackend {
                     if t.is_empty() {
                         (self.caller(req).await?, req.client_token.clone())
                     } else {
-                        let e = self
-                            .store
-                            .lookup(&t)
-                            .await?
-                            .ok_or_else(|| LogicalError::bad("bad token"))?;
+                        let e = self.store.lookup(&t).await?.ok_or(LogicalError::Coded {
+                            status: 403,
+                            message: "bad token".into(),
+                        })?;
                         (e, t)
                     }
                 };

@@ -166,7 +166,7 @@ impl FieldData {
             .specs
             .iter()
             .find(|s| s.name == name)
-            .map_or(true, |s| s.kind != FieldType::StringSlice);
+            .is_none_or(|s| s.kind != FieldType::StringSlice);
         self.value(name)
             .map(|v| coerce_strings(name, &v, split))
             .transpose()

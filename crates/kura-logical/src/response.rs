@@ -31,6 +31,30 @@ pub struct Auth {
     pub orphan: bool,
     /// Use limit (0 = unlimited).
     pub num_uses: u64,
+    /// Login only: requested token TTL in seconds (0 = the mount's default).
+    #[serde(skip)]
+    pub ttl: u64,
+    /// Login only: maximum token lifetime in seconds (0 = the mount's maximum).
+    #[serde(skip)]
+    pub max_ttl: u64,
+    /// Login only: period in seconds for periodic tokens (0 = not periodic).
+    #[serde(skip)]
+    pub period: u64,
+    /// Login only: hard maximum lifetime in seconds (0 = none).
+    #[serde(skip)]
+    pub explicit_max_ttl: u64,
+    /// Login only: CIDRs the token may be used from.
+    #[serde(skip)]
+    pub bound_cidrs: Vec<String>,
+    /// Login only: display name (the core prefixes the mount's name).
+    #[serde(skip)]
+    pub display_name: String,
+    /// Login only: do not attach the `default` policy.
+    #[serde(skip)]
+    pub no_default_policy: bool,
+    /// Login only: opaque data the backend wants back on renewal (never shown to clients).
+    #[serde(skip)]
+    pub internal_data: Option<Map>,
 }
 
 /// A lease attached to a secret.
