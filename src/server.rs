@@ -28,7 +28,11 @@ pub struct ServerArgs {
     #[arg(long = "dev-root-token-id", env = "VAULT_DEV_ROOT_TOKEN_ID")]
     dev_root_token_id: Option<String>,
     /// Listen address in dev mode.
-    #[arg(long = "dev-listen-address", env = "VAULT_DEV_LISTEN_ADDRESS", default_value = "127.0.0.1:8200")]
+    #[arg(
+        long = "dev-listen-address",
+        env = "VAULT_DEV_LISTEN_ADDRESS",
+        default_value = "127.0.0.1:8200"
+    )]
     dev_listen_address: String,
     /// Do not mount KV v2 at secret/ in dev mode.
     #[arg(long = "dev-no-store-token")]
@@ -43,14 +47,18 @@ pub struct ServerArgs {
 
 /// Runs `kura server` with `args` (after the `server` word). Returns the exit code.
 pub fn run(args: Vec<String>) -> i32 {
-    let parsed = match ServerArgs::try_parse_from(std::iter::once("kura server".to_string()).chain(args)) {
-        Ok(a) => a,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() { 2 } else { 0 };
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let parsed =
+        match ServerArgs::try_parse_from(std::iter::once("kura server".to_string()).chain(args)) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = e.print();
+                return if e.use_stderr() { 2 } else { 0 };
+            }
+        };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("Error starting the runtime: {e}");
@@ -93,11 +101,12 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
-async fn build_storage(cfg: &Config) -> anyhow::Result<(Arc<dyn Backend>, Option<Arc<kura_raft::RaftBackend>>)> {
-    let storage = cfg
-        .storage
-        .as_ref()
-        .ok_or_else(|| anyhow!("no storage block in the configuration: a \"storage\" stanza is required"))?;
+async fn build_storage(
+    cfg: &Config,
+) -> anyhow::Result<(Arc<dyn Backend>, Option<Arc<kura_raft::RaftBackend>>)> {
+    let storage = cfg.storage.as_ref().ok_or_else(|| {
+        anyhow!("no storage block in the configuration: a \"storage\" stanza is required")
+    })?;
     match storage.kind.as_str() {
         "inmem" => Ok((Arc::new(InmemBackend::new()), None)),
         "raft" => {
@@ -109,7 +118,6 @@ async fn build_storage(cfg: &Config) -> anyhow::Result<(Arc<dyn Backend>, Option
                 .clone()
                 .or_else(|| std::env::var("VAULT_RAFT_PATH").ok())
                 .ok_or_else(|| anyhow!("storage \"raft\": 'path' must be set"))?;
-            std::fs::create_dir_all(&path).with_context(|| format!("creating raft directory {path}"))?;
             let node_id = raft_cfg
                 .node_id
                 .clone()
@@ -125,19 +133,29 @@ async fn build_storage(cfg: &Config) -> anyhow::Result<(Arc<dyn Backend>, Option
             );
             Ok((raft.clone(), Some(raft)))
         }
-        other => bail!("storage type {other:?} is not supported by Kura yet (supported: raft, inmem)"),
+        other => {
+            bail!("storage type {other:?} is not supported by Kura yet (supported: raft, inmem)")
+        }
     }
 }
 
 fn factories() -> BTreeMap<String, BackendFactory> {
     let mut f: BTreeMap<String, BackendFactory> = BTreeMap::new();
     f.insert("kv".into(), Arc::new(kura_engines::kv_factory));
+    f.insert(
+        "cubbyhole".into(),
+        Arc::new(kura_engines::cubbyhole_factory),
+    );
     f
 }
 
 fn listener_settings(l: &kura_config::ListenerConfig) -> anyhow::Result<ListenerSettings> {
     if l.kind != "tcp" {
-        bail!("listener {:?} ({}) is not supported by Kura yet (only \"tcp\")", l.kind, l.file);
+        bail!(
+            "listener {:?} ({}) is not supported by Kura yet (only \"tcp\")",
+            l.kind,
+            l.file
+        );
     }
     let address: SocketAddr = l
         .address
@@ -150,18 +168,28 @@ fn listener_settings(l: &kura_config::ListenerConfig) -> anyhow::Result<Listener
                 .and_then(|mut a| a.next())
                 .ok_or(())
         })
-        .map_err(|_| anyhow!("listener \"tcp\" ({}): invalid address {:?}", l.file, l.address))?;
+        .map_err(|_| {
+            anyhow!(
+                "listener \"tcp\" ({}): invalid address {:?}",
+                l.file,
+                l.address
+            )
+        })?;
     let tls = if l.tls_disable {
         None
     } else {
-        let cert_file = l
-            .tls_cert_file
-            .clone()
-            .ok_or_else(|| anyhow!("listener \"tcp\" ({}): tls_cert_file is required unless tls_disable = true", l.file))?;
-        let key_file = l
-            .tls_key_file
-            .clone()
-            .ok_or_else(|| anyhow!("listener \"tcp\" ({}): tls_key_file is required unless tls_disable = true", l.file))?;
+        let cert_file = l.tls_cert_file.clone().ok_or_else(|| {
+            anyhow!(
+                "listener \"tcp\" ({}): tls_cert_file is required unless tls_disable = true",
+                l.file
+            )
+        })?;
+        let key_file = l.tls_key_file.clone().ok_or_else(|| {
+            anyhow!(
+                "listener \"tcp\" ({}): tls_key_file is required unless tls_disable = true",
+                l.file
+            )
+        })?;
         Some(TlsSettings {
             cert_file,
             key_file,
@@ -220,7 +248,11 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
     if cfg.cluster_addr.is_none() {
         let first = &settings[0];
-        cfg.cluster_addr = Some(format!("https://{}:{}", first.address.ip(), first.address.port() + 1));
+        cfg.cluster_addr = Some(format!(
+            "https://{}:{}",
+            first.address.ip(),
+            first.address.port() + 1
+        ));
     }
 
     let (physical, raft) = build_storage(&cfg).await?;
@@ -233,7 +265,9 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         Arc::new(CachedBackend::new(physical, bytes))
     };
     let core_config = CoreConfig {
-        default_lease_ttl: cfg.default_lease_ttl.unwrap_or(kura_config::DEFAULT_LEASE_TTL),
+        default_lease_ttl: cfg
+            .default_lease_ttl
+            .unwrap_or(kura_config::DEFAULT_LEASE_TTL),
         max_lease_ttl: cfg.max_lease_ttl.unwrap_or(kura_config::DEFAULT_LEASE_TTL),
         cluster_name: cfg.cluster_name.clone(),
         api_addr: cfg.api_addr.clone(),
@@ -249,8 +283,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     }
 
     println!("==> Kura server configuration:\n");
-    println!("             Api Address: {}", cfg.api_addr.as_deref().unwrap_or(""));
-    println!("         Cluster Address: {}", cfg.cluster_addr.as_deref().unwrap_or(""));
+    println!(
+        "             Api Address: {}",
+        cfg.api_addr.as_deref().unwrap_or("")
+    );
+    println!(
+        "         Cluster Address: {}",
+        cfg.cluster_addr.as_deref().unwrap_or("")
+    );
     for (i, (l, s)) in bound.iter().enumerate() {
         println!(
             "              Listener {}: tcp (addr: \"{}\", max_request_duration: \"{}\", max_request_size: \"{}\", tls: \"{}\")",
@@ -295,7 +335,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         println!("and starts unsealed with a single unseal key. The root token is already");
         println!("authenticated to the CLI, so you can immediately begin using Kura.\n");
         println!("You may need to set the following environment variables:\n");
-        println!("    $ export VAULT_ADDR='{}'\n", cfg.api_addr.as_deref().unwrap_or(""));
+        println!(
+            "    $ export VAULT_ADDR='{}'\n",
+            cfg.api_addr.as_deref().unwrap_or("")
+        );
         println!("The unseal key and root token are displayed below in case you want to");
         println!("seal/unseal the Vault or re-authenticate.\n");
         println!("Unseal Key: {key_b64}");

@@ -45,15 +45,35 @@ fn data_survives_kill_9_and_restart() {
     let cfg = raft_config(dir.path(), &addr);
     let server = Server::start(&cfg, &addr, dir.path().join("log1"));
     let (keys, root) = server.init_unseal(3, 2);
-    let (s, _) = server.call("POST", "/v1/secret/data/x", &root, Some(&json!({"data": {}})));
+    let (s, _) = server.call(
+        "POST",
+        "/v1/secret/data/x",
+        &root,
+        Some(&json!({"data": {}})),
+    );
     assert_eq!(s, 404, "no secret/ mount outside dev mode");
-    let (s, b) = server.call("POST", "/v1/sys/mounts/secret", &root, Some(&json!({"type": "kv", "options": {"version": "2"}})));
+    let (s, b) = server.call(
+        "POST",
+        "/v1/sys/mounts/secret",
+        &root,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
     assert_eq!(s, 204, "{b}");
     for i in 0..50 {
-        let (s, b) = server.call("POST", &format!("/v1/secret/data/k{i}"), &root, Some(&json!({"data": {"v": i}})));
+        let (s, b) = server.call(
+            "POST",
+            &format!("/v1/secret/data/k{i}"),
+            &root,
+            Some(&json!({"data": {"v": i}})),
+        );
         assert_eq!(s, 200, "{b}");
     }
-    let (s, _) = server.call("PUT", "/v1/sys/policy/reader", &root, Some(&json!({"policy": "path \"secret/*\" { capabilities = [\"read\"] }"})));
+    let (s, _) = server.call(
+        "PUT",
+        "/v1/sys/policy/reader",
+        &root,
+        Some(&json!({"policy": "path \"secret/*\" { capabilities = [\"read\"] }"})),
+    );
     assert_eq!(s, 204);
     server.kill9();
 
@@ -89,11 +109,26 @@ fn no_secret_or_token_in_raw_storage_files() {
     let cfg = raft_config(dir.path(), &addr);
     let server = Server::start(&cfg, &addr, dir.path().join("log"));
     let (_, root) = server.init_unseal(1, 1);
-    server.call("POST", "/v1/sys/mounts/secret", &root, Some(&json!({"type": "kv", "options": {"version": "2"}})));
+    server.call(
+        "POST",
+        "/v1/sys/mounts/secret",
+        &root,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
     let secret = "kura-canary-7d0f3a9e-plaintext-value";
-    let (s, _) = server.call("POST", "/v1/secret/data/canary", &root, Some(&json!({"data": {"password": secret}})));
+    let (s, _) = server.call(
+        "POST",
+        "/v1/secret/data/canary",
+        &root,
+        Some(&json!({"data": {"password": secret}})),
+    );
     assert_eq!(s, 200);
-    let (_, t) = server.call("POST", "/v1/auth/token/create", &root, Some(&json!({"policies": ["default"]})));
+    let (_, t) = server.call(
+        "POST",
+        "/v1/auth/token/create",
+        &root,
+        Some(&json!({"policies": ["default"]})),
+    );
     let token = t["auth"]["client_token"].as_str().unwrap().to_string();
     server.kill9();
     let mut scanned = 0;
@@ -135,15 +170,30 @@ fn malformed_json_oversized_body_and_unknown_paths() {
     );
     let server = Server::start(&cfg, &addr, dir.path().join("log"));
     let (_, root) = server.init_unseal(1, 1);
-    let (s, b) = http_raw(&addr, "POST", "/v1/sys/policy/x", &root, Some(b"{\"policy\": "));
+    let (s, b) = http_raw(
+        &addr,
+        "POST",
+        "/v1/sys/policy/x",
+        &root,
+        Some(b"{\"policy\": "),
+    );
     assert_eq!(s, 400);
     assert!(String::from_utf8_lossy(&b).contains("failed to parse JSON"));
     let big = format!("{{\"policy\": \"{}\"}}", "a".repeat(10_000));
-    let (s, _) = http_raw(&addr, "POST", "/v1/sys/policy/x", &root, Some(big.as_bytes()));
+    let (s, _) = http_raw(
+        &addr,
+        "POST",
+        "/v1/sys/policy/x",
+        &root,
+        Some(big.as_bytes()),
+    );
     assert_eq!(s, 413);
     let (s, b) = server.call("GET", "/v1/nope/foo", &root, None);
     assert_eq!(s, 404);
-    assert!(b["errors"][0].as_str().unwrap().contains("no handler for route"));
+    assert!(b["errors"][0]
+        .as_str()
+        .unwrap()
+        .contains("no handler for route"));
     let (s, _) = server.call("GET", "/v1/sys/policy/x", &root, None);
     assert_eq!(s, 404, "nothing was written by the rejected requests");
     let (s, b) = server.call("GET", "/v1/sys/mounts", "", None);
@@ -154,7 +204,11 @@ fn malformed_json_oversized_body_and_unknown_paths() {
 #[test]
 fn bad_config_names_file_and_line_and_unknown_options_warn() {
     let dir = tempfile::tempdir().unwrap();
-    let bad = write(dir.path(), "bad.hcl", "storage \"inmem\" {}\nlistener \"tcp\" {\n  address = \n}\n");
+    let bad = write(
+        dir.path(),
+        "bad.hcl",
+        "storage \"inmem\" {}\nlistener \"tcp\" {\n  address = \n}\n",
+    );
     let out = std::process::Command::new(kura_bin())
         .arg("server")
         .arg(format!("-config={}", bad.display()))
@@ -162,7 +216,10 @@ fn bad_config_names_file_and_line_and_unknown_options_warn() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.hcl") && err.contains(":3") || err.contains("bad.hcl:4"), "{err}");
+    assert!(
+        err.contains("bad.hcl") && err.contains(":3") || err.contains("bad.hcl:4"),
+        "{err}"
+    );
 
     let addr = format!("127.0.0.1:{}", free_port());
     let cfg = write(
@@ -174,13 +231,18 @@ fn bad_config_names_file_and_line_and_unknown_options_warn() {
     let (s, _) = server.call("GET", "/v1/sys/health", "", None);
     assert_eq!(s, 501, "not initialised");
     let log = server.log_text();
-    assert!(log.contains("frobnicate"), "warning names the option: {log}");
+    assert!(
+        log.contains("frobnicate"),
+        "warning names the option: {log}"
+    );
 }
 
 #[test]
 fn tls_listener_serves_the_kura_cli() {
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .unwrap();
     let cert_file = write(dir.path(), "cert.pem", &cert.cert.pem());
     let key_file = write(dir.path(), "key.pem", &cert.signing_key.serialize_pem());
     let addr = format!("127.0.0.1:{}", free_port());
@@ -195,15 +257,32 @@ fn tls_listener_serves_the_kura_cli() {
     );
     let server = Server::start(&cfg, &addr, dir.path().join("log"));
     let out = std::process::Command::new(kura_bin())
-        .args(["operator", "init", "-key-shares=1", "-key-threshold=1", "-format=json"])
+        .args([
+            "operator",
+            "init",
+            "-key-shares=1",
+            "-key-threshold=1",
+            "-format=json",
+        ])
         .env("VAULT_ADDR", format!("https://{addr}"))
         .env("VAULT_CACERT", &cert_file)
         .env("HOME", dir.path())
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}\n{}", String::from_utf8_lossy(&out.stderr), server.log_text());
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log_text()
+    );
     let init: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(init["unseal_keys_b64"].as_array().map(|a| a.len()).or(init["keys_base64"].as_array().map(|a| a.len())), Some(1));
+    assert_eq!(
+        init["unseal_keys_b64"]
+            .as_array()
+            .map(|a| a.len())
+            .or(init["keys_base64"].as_array().map(|a| a.len())),
+        Some(1)
+    );
     // Plain HTTP to a TLS listener gets no API answer.
     let plain = std::net::TcpStream::connect(&addr).and_then(|mut s| {
         use std::io::{Read, Write};

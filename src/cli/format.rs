@@ -55,7 +55,11 @@ pub fn go_quote(s: &str) -> String {
 
 /// Go's `%q` of a `[]string`: `["a" "b"]`; `[]` for none.
 pub fn go_quote_list(list: Option<&[String]>) -> String {
-    let items: Vec<String> = list.unwrap_or_default().iter().map(|s| go_quote(s)).collect();
+    let items: Vec<String> = list
+        .unwrap_or_default()
+        .iter()
+        .map(|s| go_quote(s))
+        .collect();
     format!("[{}]", items.join(" "))
 }
 
@@ -287,6 +291,34 @@ pub fn header_for_map(header: &str, data: &Map<String, Value>) -> String {
     pad_equal_signs(header, max_key + 4 + 5)
 }
 
+/// Go's `time.Time.String()` of an RFC 3339 timestamp: `2026-11-22 00:02:41.9 +0000 UTC`.
+/// Anything that is not RFC 3339 is returned unchanged.
+pub fn go_time_string(ts: &str) -> String {
+    let Some((date, rest)) = ts.split_once('T') else {
+        return ts.to_string();
+    };
+    let (clock, zone) = if let Some(c) = rest.strip_suffix('Z') {
+        (c, "+0000 UTC".to_string())
+    } else if let Some(pos) = rest.rfind(['+', '-']) {
+        let off = rest[pos..].replace(':', "");
+        (&rest[..pos], format!("{off} {off}"))
+    } else {
+        return ts.to_string();
+    };
+    let clock = match clock.split_once('.') {
+        Some((hms, frac)) => {
+            let frac = frac.trim_end_matches('0');
+            if frac.is_empty() {
+                hms.to_string()
+            } else {
+                format!("{hms}.{frac}")
+            }
+        }
+        None => clock.to_string(),
+    };
+    format!("{date} {clock} {zone}")
+}
+
 /// Go's `time.Duration.String()` for a number of nanoseconds.
 pub fn go_duration(nanos: i128) -> String {
     if nanos == 0 {
@@ -441,7 +473,10 @@ mod tests {
     fn go_value_rendering() {
         assert_eq!(go_value(&json!(null)), "<nil>");
         assert_eq!(go_value(&json!(["1", "2"])), "[1 2]");
-        assert_eq!(go_value(&json!({"q": null, "a": [1, true]})), "map[a:[1 true] q:<nil>]");
+        assert_eq!(
+            go_value(&json!({"q": null, "a": [1, true]})),
+            "map[a:[1 true] q:<nil>]"
+        );
         assert_eq!(go_value(&json!(42)), "42");
         assert_eq!(go_value(&json!({})), "map[]");
     }
@@ -527,6 +562,23 @@ mod tests {
         assert_eq!(human_duration_value(&json!(60)), json!("1m"));
         assert!(looks_like_duration("creation_ttl"));
         assert!(!looks_like_duration("ttl_thing"));
+    }
+
+    #[test]
+    fn go_time_strings() {
+        assert_eq!(
+            go_time_string("2026-11-22T00:02:41.90405746Z"),
+            "2026-11-22 00:02:41.90405746 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-11-22T00:02:41.500Z"),
+            "2026-11-22 00:02:41.5 +0000 UTC"
+        );
+        assert_eq!(
+            go_time_string("2026-11-22T01:02:41+01:00"),
+            "2026-11-22 01:02:41 +0100 +0100"
+        );
+        assert_eq!(go_time_string("not a time"), "not a time");
     }
 
     #[test]

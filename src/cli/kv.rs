@@ -250,7 +250,10 @@ fn add_prefix_to_kv_path(path: &str, mount_path: &str, api_prefix: &str) -> Stri
         return path_join(&[mount_path, api_prefix]);
     }
     let mut mount = mount_path.to_string();
-    let mut suffix = path.strip_prefix(mount.as_str()).unwrap_or(path).to_string();
+    let mut suffix = path
+        .strip_prefix(mount.as_str())
+        .unwrap_or(path)
+        .to_string();
     loop {
         if suffix != path {
             break;
@@ -262,7 +265,10 @@ fn add_prefix_to_kv_path(path: &str, mount_path: &str, api_prefix: &str) -> Stri
             break;
         };
         mount = rest.trim_end_matches('/').to_string();
-        suffix = suffix.strip_prefix(mount.as_str()).unwrap_or(&suffix).to_string();
+        suffix = suffix
+            .strip_prefix(mount.as_str())
+            .unwrap_or(&suffix)
+            .to_string();
     }
     path_join(&[&mount, api_prefix, &suffix])
 }
@@ -270,7 +276,12 @@ fn add_prefix_to_kv_path(path: &str, mount_path: &str, api_prefix: &str) -> Stri
 /// The mount path and KV version of a path, from `sys/internal/ui/mounts/<path>`.
 async fn kv_preflight(client: &Client, path: &str) -> Result<(String, u8), ClientError> {
     let resp = client
-        .request(Method::GET, &format!("sys/internal/ui/mounts/{path}"), &[], None)
+        .request(
+            Method::GET,
+            &format!("sys/internal/ui/mounts/{path}"),
+            &[],
+            None,
+        )
         .await?;
     if resp.status == StatusCode::NOT_FOUND {
         return Ok((String::new(), 1));
@@ -354,7 +365,11 @@ async fn resolve(ui: &mut Ui, common: &KvCommon, arg: &str, sanitize: bool) -> O
 }
 
 /// `kvReadRequest`: a GET with the logical 404 semantics.
-async fn kv_read(client: &Client, path: &str, version: Option<i64>) -> Result<Option<Secret>, ClientError> {
+async fn kv_read(
+    client: &Client,
+    path: &str,
+    version: Option<i64>,
+) -> Result<Option<Secret>, ClientError> {
     let v = version.map(|v| v.to_string());
     let query: Vec<(&str, &str)> = v.iter().map(|v| ("version", v.as_str())).collect();
     client.read_with_query(path, &query).await
@@ -369,7 +384,11 @@ async fn get(ui: &mut Ui, a: KvGetArgs) -> i32 {
         return 2;
     };
     let full = t.full_path("data");
-    let version = if t.v2 { a.version.filter(|v| *v > 0) } else { None };
+    let version = if t.v2 {
+        a.version.filter(|v| *v > 0)
+    } else {
+        None
+    };
     let secret = match kv_read(&t.client, &full, version).await {
         Ok(Some(s)) => s,
         Ok(None) => {
@@ -546,7 +565,9 @@ async fn patch(ui: &mut Ui, a: KvPatchArgs) -> i32 {
             }
         }
         other => {
-            ui.error(&format!("Unsupported method provided to -method flag: {other}"));
+            ui.error(&format!(
+                "Unsupported method provided to -method flag: {other}"
+            ));
             return 2;
         }
     };
@@ -581,11 +602,15 @@ async fn read_then_write(
         }
     };
     let Some(Value::Object(meta)) = secret.get("metadata").cloned() else {
-        ui.error(&format!("No metadata found at {full}; patch only works on existing data"));
+        ui.error(&format!(
+            "No metadata found at {full}; patch only works on existing data"
+        ));
         return Err(2);
     };
     let Some(Value::Object(mut data)) = secret.get("data").cloned() else {
-        ui.error(&format!("No data found at {full}; patch only works on existing data"));
+        ui.error(&format!(
+            "No data found at {full}; patch only works on existing data"
+        ));
         return Err(2);
     };
     data.extend(new_data);
@@ -607,7 +632,10 @@ async fn list(ui: &mut Ui, a: KvListArgs) -> i32 {
         args.push(String::new());
     }
     if args.len() > 1 {
-        ui.error(&format!("Too many arguments (expected 1, got {})", args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 1, got {})",
+            args.len()
+        ));
         return 1;
     }
     let Some(t) = resolve(ui, &a.common, &args[0], true).await else {
@@ -659,7 +687,11 @@ async fn versions(ui: &mut Ui, a: KvVersionsArgs, op: VersionsOp) -> i32 {
     }
     let versions = super::split_list(&a.versions);
     if op != VersionsOp::Delete && versions.is_empty() {
-        let what = if op == VersionsOp::Undelete { "undelete" } else { "destroy" };
+        let what = if op == VersionsOp::Undelete {
+            "undelete"
+        } else {
+            "destroy"
+        };
         ui.error(&format!(
             "No versions provided, use the \"-versions\" flag to specify the version to {what}."
         ));
@@ -673,7 +705,9 @@ async fn versions(ui: &mut Ui, a: KvVersionsArgs, op: VersionsOp) -> i32 {
             let full = t.full_path("data");
             let res = if t.v2 && !versions.is_empty() {
                 let p = t.full_path("delete");
-                t.client.write(&p, Some(json!({ "versions": versions }))).await
+                t.client
+                    .write(&p, Some(json!({ "versions": versions })))
+                    .await
             } else {
                 t.client.delete(&full).await
             };
@@ -696,13 +730,24 @@ async fn versions(ui: &mut Ui, a: KvVersionsArgs, op: VersionsOp) -> i32 {
         }
         VersionsOp::Undelete | VersionsOp::Destroy => {
             if !t.v2 {
-                let what = if op == VersionsOp::Undelete { "Undelete" } else { "Destroy" };
+                let what = if op == VersionsOp::Undelete {
+                    "Undelete"
+                } else {
+                    "Destroy"
+                };
                 ui.error(&format!("{what} not supported on KV Version 1"));
                 return 1;
             }
-            let prefix = if op == VersionsOp::Undelete { "undelete" } else { "destroy" };
+            let prefix = if op == VersionsOp::Undelete {
+                "undelete"
+            } else {
+                "destroy"
+            };
             let p = t.full_path(prefix);
-            let res = t.client.write(&p, Some(json!({ "versions": versions }))).await;
+            let res = t
+                .client
+                .write(&p, Some(json!({ "versions": versions })))
+                .await;
             write_output(ui, &p, res, None)
         }
     }
@@ -711,7 +756,10 @@ async fn versions(ui: &mut Ui, a: KvVersionsArgs, op: VersionsOp) -> i32 {
 async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
     ui.format = a.out.fmt.resolve();
     if a.args.len() != 1 {
-        ui.error(&format!("Invalid number of arguments (expected 1, got {})", a.args.len()));
+        ui.error(&format!(
+            "Invalid number of arguments (expected 1, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(version) = a.version else {
@@ -742,7 +790,9 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
         }
     };
     let Some(Value::Object(meta)) = current.get("metadata").cloned() else {
-        ui.error(&format!("No metadata found at {full}; rollback only works on existing data"));
+        ui.error(&format!(
+            "No metadata found at {full}; rollback only works on existing data"
+        ));
         return 2;
     };
     let cas = meta.get("version").cloned().unwrap_or(Value::Null);
@@ -758,7 +808,9 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
         }
     };
     let Some(Value::Object(old_meta)) = old.get("metadata").cloned() else {
-        ui.error(&format!("No metadata found at {full}; rollback only works on existing data"));
+        ui.error(&format!(
+            "No metadata found at {full}; rollback only works on existing data"
+        ));
         return 2;
     };
     if old_meta
@@ -769,12 +821,18 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
         ui.error("Cannot roll back to a version that has been deleted");
         return 2;
     }
-    if old_meta.get("destroyed").and_then(Value::as_bool).unwrap_or(false) {
+    if old_meta
+        .get("destroyed")
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
         ui.error("Cannot roll back to a version that has been destroyed");
         return 2;
     }
     let Some(Value::Object(data)) = old.get("data").cloned() else {
-        ui.error(&format!("No data found at {full}; rollback only works on existing data"));
+        ui.error(&format!(
+            "No data found at {full}; rollback only works on existing data"
+        ));
         return 2;
     };
     let body = json!({"data": data, "options": {"cas": cas}});
@@ -850,7 +908,10 @@ async fn meta_get(ui: &mut Ui, a: KvMetaGetArgs) -> i32 {
     }
     nums.sort_unstable();
     for n in nums {
-        let v = versions[&n.to_string()].as_object().cloned().unwrap_or_default();
+        let v = versions[&n.to_string()]
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
         ui.info(&format!("\n{}", map_header(&format!("Version {n}"), &v)));
         output_map(ui, &v);
     }
@@ -926,11 +987,22 @@ mod tests {
 
     #[test]
     fn kv_prefixes() {
-        assert_eq!(add_prefix_to_kv_path("secret/foo", "secret/", "data"), "secret/data/foo");
-        assert_eq!(add_prefix_to_kv_path("secret", "secret/", "metadata"), "secret/metadata");
-        assert_eq!(add_prefix_to_kv_path("secret/a/b", "secret/", "delete"), "secret/delete/a/b");
+        assert_eq!(
+            add_prefix_to_kv_path("secret/foo", "secret/", "data"),
+            "secret/data/foo"
+        );
+        assert_eq!(
+            add_prefix_to_kv_path("secret", "secret/", "metadata"),
+            "secret/metadata"
+        );
+        assert_eq!(
+            add_prefix_to_kv_path("secret/a/b", "secret/", "delete"),
+            "secret/delete/a/b"
+        );
         // A namespaced mount path ("ns1/secret/") with a path relative to the namespace.
-        assert_eq!(add_prefix_to_kv_path("secret/foo", "ns1/secret/", "data"), "secret/data/foo");
+        assert_eq!(
+            add_prefix_to_kv_path("secret/foo", "ns1/secret/", "data"),
+            "secret/data/foo"
+        );
     }
-
 }

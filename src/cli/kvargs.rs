@@ -54,7 +54,10 @@ fn go_io_reason(e: &std::io::Error) -> String {
 }
 
 /// Parses `K=V` arguments into a JSON object, reading stdin from `stdin` when asked to.
-pub fn parse_kv_args(args: &[String], stdin: &mut dyn Read) -> Result<Map<String, Value>, KvArgError> {
+pub fn parse_kv_args(
+    args: &[String],
+    stdin: &mut dyn Read,
+) -> Result<Map<String, Value>, KvArgError> {
     let mut result = Map::new();
     let mut stdin_used = false;
     for raw in args {
@@ -121,7 +124,11 @@ pub fn parse_kv_args(args: &[String], stdin: &mut dyn Read) -> Result<Map<String
     Ok(result)
 }
 
-fn merge_json(result: &mut Map<String, Value>, r: &mut dyn Read, arg: &str) -> Result<(), KvArgError> {
+fn merge_json(
+    result: &mut Map<String, Value>,
+    r: &mut dyn Read,
+    arg: &str,
+) -> Result<(), KvArgError> {
     let mut buf = Vec::new();
     r.read_to_end(&mut buf).map_err(|e| KvArgError::Stdin {
         arg: arg.to_string(),
@@ -163,7 +170,10 @@ mod tests {
     #[test]
     fn plain_repeated_and_escaped() {
         let v = parse(&["a=1", "b=x", "b=y", "b=z", r"c=\@at", "d=", "e=x=y"], "").unwrap();
-        assert_eq!(v, json!({"a": "1", "b": ["x", "y", "z"], "c": "@at", "d": "", "e": "x=y"}));
+        assert_eq!(
+            v,
+            json!({"a": "1", "b": ["x", "y", "z"], "c": "@at", "d": "", "e": "x=y"})
+        );
     }
 
     #[test]
@@ -174,7 +184,10 @@ mod tests {
             json!({"z": [1, 2], "w": "1"})
         );
         let err = parse(&["-", "-"], "{}").unwrap_err();
-        assert_eq!(err.to_string(), "invalid key/value pair \"-\": stdin already consumed");
+        assert_eq!(
+            err.to_string(),
+            "invalid key/value pair \"-\": stdin already consumed"
+        );
     }
 
     #[test]
@@ -185,7 +198,10 @@ mod tests {
         let arg = format!("@{}", f.display());
         assert_eq!(parse(&[&arg], "").unwrap(), json!({"k": {"n": null}}));
         let arg = format!("v=@{}", f.display());
-        assert_eq!(parse(&[&arg], "").unwrap(), json!({"v": r#"{"k": {"n": null}}"#}));
+        assert_eq!(
+            parse(&[&arg], "").unwrap(),
+            json!({"v": r#"{"k": {"n": null}}"#})
+        );
         let err = parse(&["a=@/nonexist"], "").unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -196,6 +212,9 @@ mod tests {
     #[test]
     fn bad_format() {
         let err = parse(&["foo"], "").unwrap_err();
-        assert_eq!(err.to_string(), "invalid key/value pair \"foo\": format must be key=value");
+        assert_eq!(
+            err.to_string(),
+            "invalid key/value pair \"foo\": format must be key=value"
+        );
     }
 }

@@ -6,9 +6,7 @@ use serde_json::{Map, Value};
 
 use super::format::{go_value, wrap_at_length};
 use super::kvargs::{parse_kv_args, to_string_map};
-use super::output::{
-    output_list, output_map, output_secret, print_secret_field, Ui,
-};
+use super::output::{output_list, output_map, output_secret, print_secret_field, Ui};
 use super::sys::client_or_report;
 use super::{go_bool, sanitize_path, HttpOpts, OutputOpts};
 
@@ -96,7 +94,10 @@ pub async fn read(ui: &mut Ui, a: ReadArgs) -> i32 {
         }
     };
     let pairs = query_pairs(&data);
-    let query: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let query: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     if ui.format == "raw" {
         let resp = match client.request(Method::GET, &path, &query, None).await {
             Ok(r) => r,
@@ -231,7 +232,7 @@ pub async fn list(ui: &mut Ui, a: ListArgs) -> i32 {
 pub async fn delete(ui: &mut Ui, a: DeleteArgs) -> i32 {
     ui.format = a.out.fmt.resolve();
     if a.args.is_empty() {
-        ui.error("Not enough arguments (expected 1, got 0)");
+        ui.error("Not enough arguments (expected at least 1, got 0)");
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
@@ -246,7 +247,10 @@ pub async fn delete(ui: &mut Ui, a: DeleteArgs) -> i32 {
         }
     };
     let pairs = query_pairs(&data);
-    let query: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let query: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let res = match client.request(Method::DELETE, &path, &query, None).await {
         Ok(r) => r.into_logical(),
         Err(e) => Err(e),
@@ -298,8 +302,11 @@ pub struct LoginArgs {
 }
 
 fn str_list(v: Option<&Value>) -> Option<Vec<String>> {
-    v.and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+    v.and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
 }
 
 /// The token method: checks the token with `lookup-self` and describes it like a login.
@@ -310,7 +317,9 @@ async fn token_login(
 ) -> Result<Secret, String> {
     let get = |k: &str| config.get(k).and_then(Value::as_str).map(str::to_string);
     let lookup = match get("lookup") {
-        Some(l) => go_bool(&l).map_err(|e| format!("Failed to parse \"lookup\" as boolean: {e}"))?,
+        Some(l) => {
+            go_bool(&l).map_err(|e| format!("Failed to parse \"lookup\" as boolean: {e}"))?
+        }
         None => true,
     };
     let token = match get("token") {
@@ -355,7 +364,11 @@ async fn token_login(
     };
     Ok(Secret {
         auth: Some(SecretAuth {
-            client_token: data.get("id").and_then(Value::as_str).unwrap_or_default().to_string(),
+            client_token: data
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
             accessor: data
                 .get("accessor")
                 .and_then(Value::as_str)
@@ -366,7 +379,10 @@ async fn token_login(
             identity_policies: str_list(data.get("identity_policies")),
             metadata,
             lease_duration: data.get("ttl").and_then(Value::as_i64).unwrap_or(0),
-            renewable: data.get("renewable").and_then(Value::as_bool).unwrap_or(false),
+            renewable: data
+                .get("renewable")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             ..SecretAuth::default()
         }),
         ..Secret::default()
@@ -425,11 +441,17 @@ pub async fn login(ui: &mut Ui, a: LoginArgs) -> i32 {
         field = Some("token".into());
     }
     if no_store && no_print {
-        ui.error(&wrap_at_length("-no-store and -no-print cannot be used together"));
+        ui.error(&wrap_at_length(
+            "-no-store and -no-print cannot be used together",
+        ));
         return 1;
     }
     let method = sanitize_path(a.method.as_deref().unwrap_or("token"));
-    let method = if method.is_empty() { "token".to_string() } else { method };
+    let method = if method.is_empty() {
+        "token".to_string()
+    } else {
+        method
+    };
     let mount = a
         .path
         .clone()

@@ -351,7 +351,10 @@ pub(crate) fn split_list(v: &[String]) -> Vec<String> {
 
 /// `sanitizePath`: trims spaces and leading and trailing slashes.
 pub(crate) fn sanitize_path(s: &str) -> String {
-    s.trim().trim_start_matches('/').trim_end_matches('/').to_string()
+    s.trim()
+        .trim_start_matches('/')
+        .trim_end_matches('/')
+        .to_string()
 }
 
 /// `ensureTrailingSlash`.
@@ -371,7 +374,11 @@ pub(crate) fn ensure_trailing_slash(s: &str) -> String {
 pub(crate) fn check_args(ui: &mut Ui, args: &[String], min: usize, max: usize) -> bool {
     let n = args.len();
     if n < min {
-        let exp = if min == max { min.to_string() } else { format!(">{}", min - 1) };
+        let exp = if min == max {
+            min.to_string()
+        } else {
+            format!(">{}", min - 1)
+        };
         ui.error(&format!("Not enough arguments (expected {exp}, got {n})"));
         return false;
     }
@@ -384,7 +391,11 @@ pub(crate) fn check_args(ui: &mut Ui, args: &[String], min: usize, max: usize) -
 
 /// Reads a secret from the terminal without echo (`stty -echo`), or one line from stdin
 /// when stdin is not a terminal. `prompt` goes to `ui` before reading.
-pub(crate) fn read_secret_input(ui: &mut Ui, prompt: &str, prompt_to_stderr: bool) -> Result<String, String> {
+pub(crate) fn read_secret_input(
+    ui: &mut Ui,
+    prompt: &str,
+    prompt_to_stderr: bool,
+) -> Result<String, String> {
     if prompt_to_stderr {
         eprint!("{prompt}");
     } else {
@@ -433,13 +444,24 @@ mod tests {
             normalize_args(v(&["kv", "get", "-format=json", "-mount", "secret", "foo"])),
             v(&["kv", "get", "--format=json", "--mount", "secret", "foo"])
         );
-        assert_eq!(normalize_args(v(&["-address=http://x:1"])), v(&["--address=http://x:1"]));
+        assert_eq!(
+            normalize_args(v(&["-address=http://x:1"])),
+            v(&["--address=http://x:1"])
+        );
     }
 
     #[test]
     fn stdin_dash_double_dash_and_rest_untouched() {
         assert_eq!(
-            normalize_args(v(&["policy", "write", "p", "-", "--", "-format=json", "-x"])),
+            normalize_args(v(&[
+                "policy",
+                "write",
+                "p",
+                "-",
+                "--",
+                "-format=json",
+                "-x"
+            ])),
             v(&["policy", "write", "p", "-", "--", "-format=json", "-x"])
         );
         assert_eq!(normalize_args(v(&["--format=json"])), v(&["--format=json"]));
@@ -468,7 +490,15 @@ mod tests {
 
     #[test]
     fn parses_go_style_command_lines() {
-        let cli = parse(&["kv", "get", "-mount=secret", "-version=2", "-format=json", "foo"]).unwrap();
+        let cli = parse(&[
+            "kv",
+            "get",
+            "-mount=secret",
+            "-version=2",
+            "-format=json",
+            "foo",
+        ])
+        .unwrap();
         match cli.command {
             Command::Kv(kv::KvCmd::Get(a)) => {
                 assert_eq!(a.common.mount.as_deref(), Some("secret"));
@@ -479,8 +509,16 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         let cli = parse(&[
-            "token", "create", "-policy=a", "-policy", "b,c", "-ttl=1h", "-renewable=false",
-            "-orphan", "-metadata=k=v", "-use-limit=3",
+            "token",
+            "create",
+            "-policy=a",
+            "-policy",
+            "b,c",
+            "-ttl=1h",
+            "-renewable=false",
+            "-orphan",
+            "-metadata=k=v",
+            "-use-limit=3",
         ])
         .unwrap();
         match cli.command {
@@ -534,7 +572,9 @@ mod tests {
         let c = h.config().unwrap();
         assert_eq!(c.address, "http://127.0.0.1:1");
         assert_eq!(c.namespace.as_deref(), Some("team/"));
-        assert!(c.headers.contains(&("X-Vault-Wrap-TTL".to_string(), "5m0s".to_string())));
+        assert!(c
+            .headers
+            .contains(&("X-Vault-Wrap-TTL".to_string(), "5m0s".to_string())));
         let bad = HttpOpts {
             header: vec![("X-Vault-Token".into(), "x".into())],
             ..HttpOpts::default()

@@ -192,10 +192,16 @@ fn secret_table_rows(secret: &Secret) -> Vec<String> {
     if secret.lease_duration > 0 {
         if !secret.lease_id.is_empty() {
             out.push(row("lease_id", &secret.lease_id));
-            out.push(row("lease_duration", &human_duration_secs(secret.lease_duration)));
+            out.push(row(
+                "lease_duration",
+                &human_duration_secs(secret.lease_duration),
+            ));
             out.push(row("lease_renewable", &secret.renewable.to_string()));
         } else {
-            out.push(row("refresh_interval", &human_duration_secs(secret.lease_duration)));
+            out.push(row(
+                "refresh_interval",
+                &human_duration_secs(secret.lease_duration),
+            ));
         }
     }
     if let Some(auth) = &secret.auth {
@@ -214,7 +220,10 @@ fn secret_table_rows(secret: &Secret) -> Vec<String> {
                 };
                 out.push(row("token_duration", &dur));
                 out.push(row("token_renewable", &auth.renewable.to_string()));
-                out.push(row("token_policies", &go_quote_list(auth.token_policies.as_deref())));
+                out.push(row(
+                    "token_policies",
+                    &go_quote_list(auth.token_policies.as_deref()),
+                ));
                 out.push(row(
                     "identity_policies",
                     &go_quote_list(auth.identity_policies.as_deref()),
@@ -224,7 +233,10 @@ fn secret_table_rows(secret: &Secret) -> Vec<String> {
                     let mut keys: Vec<&String> = meta.keys().collect();
                     keys.sort();
                     for k in keys {
-                        out.push(row(&format!("token_meta_{k}"), &go_value(&meta[k.as_str()])));
+                        out.push(row(
+                            &format!("token_meta_{k}"),
+                            &go_value(&meta[k.as_str()]),
+                        ));
                     }
                 }
             }
@@ -234,7 +246,10 @@ fn secret_table_rows(secret: &Secret) -> Vec<String> {
         out.push(row("wrapping_token:", &w.token));
         out.push(row("wrapping_accessor:", &w.accessor));
         out.push(row("wrapping_token_ttl:", &human_duration_secs(w.ttl)));
-        out.push(row("wrapping_token_creation_time:", &w.creation_time));
+        out.push(row(
+            "wrapping_token_creation_time:",
+            &super::format::go_time_string(&w.creation_time),
+        ));
         out.push(row("wrapping_token_creation_path:", &w.creation_path));
         if !w.wrapped_accessor.is_empty() {
             out.push(row("wrapped_accessor:", &w.wrapped_accessor));
@@ -393,7 +408,10 @@ pub fn print_field_value(ui: &mut Ui, val: Option<Value>, field: &str, what: &st
     let val = match val {
         Some(v) if !v.is_null() => v,
         _ => {
-            let msg = format!("Field {} not present in {what}", super::format::go_quote(field));
+            let msg = format!(
+                "Field {} not present in {what}",
+                super::format::go_quote(field)
+            );
             ui.error(&msg);
             return 1;
         }
@@ -461,7 +479,9 @@ mod tests {
 
     #[test]
     fn data_table_with_lease_and_durations() {
-        let s = secret(json!({"lease_duration": 2764800, "data": {"ttl": 3600, "b": ["1", "2"], "a": "x", "n": null}}));
+        let s = secret(
+            json!({"lease_duration": 2764800, "data": {"ttl": 3600, "b": ["1", "2"], "a": "x", "n": null}}),
+        );
         let mut ui = Ui::buffered("table");
         output_secret(&mut ui, &s);
         assert_eq!(
@@ -472,7 +492,9 @@ mod tests {
 
     #[test]
     fn json_secret_sorted_data_go_order() {
-        let s = secret(json!({"request_id": "r", "data": {"z": 1, "a": {"y": 1, "b": 2}}, "warnings": null}));
+        let s = secret(
+            json!({"request_id": "r", "data": {"z": 1, "a": {"y": 1, "b": 2}}, "warnings": null}),
+        );
         let mut ui = Ui::buffered("json");
         output_secret(&mut ui, &s);
         assert_eq!(
@@ -506,7 +528,9 @@ mod tests {
 
     #[test]
     fn fields() {
-        let s = secret(json!({"lease_duration": 60, "data": {"data": {"a": "1"}, "x": null, "s": "v"}}));
+        let s = secret(
+            json!({"lease_duration": 60, "data": {"data": {"a": "1"}, "x": null, "s": "v"}}),
+        );
         let mut ui = Ui::buffered("table");
         assert_eq!(print_secret_field(&mut ui, &s, "s"), 0);
         assert_eq!(print_secret_field(&mut ui, &s, "data"), 0);

@@ -8,11 +8,16 @@ use serde_json::{json, Map, Value};
 
 use super::format::{columnize, go_duration, go_value, table_output, wrap_at_length};
 use super::output::{output_json, output_map, Ui};
-use super::{check_args, duration_arg, ensure_trailing_slash, go_bool, kv_pair, sanitize_path, split_list};
+use super::{
+    check_args, duration_arg, ensure_trailing_slash, go_bool, kv_pair, sanitize_path, split_list,
+};
 use super::{FormatOpts, HttpOpts};
 
 fn s(v: &Value, k: &str) -> String {
-    v.get(k).and_then(Value::as_str).unwrap_or_default().to_string()
+    v.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
 }
 
 fn b(v: &Value, k: &str) -> bool {
@@ -51,7 +56,10 @@ pub struct StatusArgs {
 pub async fn status(ui: &mut Ui, a: StatusArgs) -> i32 {
     ui.format = a.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(mut client) = client_or_report(ui, &a.http) else {
@@ -108,7 +116,10 @@ async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
         }
     }
     out.insert("build_date".into(), json!(s(st, "build_date")));
-    if let Some(w) = st.get("warnings").filter(|w| w.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(w) = st
+        .get("warnings")
+        .filter(|w| w.as_array().is_some_and(|a| !a.is_empty()))
+    {
         out.insert("warnings".into(), w.clone());
     }
     let ha = b(&leader, "ha_enabled");
@@ -139,9 +150,15 @@ async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
         ui.error(&format!("Invalid output format: {}", ui.format));
         return 1;
     }
-    let mut rows = vec!["Key | Value".to_string(), format!("Seal Type | {}", s(st, "type"))];
+    let mut rows = vec![
+        "Key | Value".to_string(),
+        format!("Seal Type | {}", s(st, "type")),
+    ];
     let prefix = if b(st, "recovery_seal") {
-        rows.push(format!("Recovery Seal Type | {}", s(st, "recovery_seal_type")));
+        rows.push(format!(
+            "Recovery Seal Type | {}",
+            s(st, "recovery_seal_type")
+        ));
         "Recovery "
     } else {
         ""
@@ -151,13 +168,21 @@ async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
     rows.push(format!("Total {prefix}Shares | {}", n(st, "n")));
     rows.push(format!("Threshold | {}", n(st, "t")));
     if sealed {
-        rows.push(format!("Unseal Progress | {}/{}", n(st, "progress"), n(st, "t")));
+        rows.push(format!(
+            "Unseal Progress | {}/{}",
+            n(st, "progress"),
+            n(st, "t")
+        ));
         rows.push(format!("Unseal Nonce | {}", s(st, "nonce")));
     }
     if b(st, "migration") {
         rows.push("Seal Migration in Progress | true".to_string());
     }
-    for (label, k) in [("Version", "version"), ("Commit Date", "commit_date"), ("Storage Type", "storage_type")] {
+    for (label, k) in [
+        ("Version", "version"),
+        ("Commit Date", "commit_date"),
+        ("Storage Type", "storage_type"),
+    ] {
         if !s(st, k).is_empty() {
             rows.push(format!("{label} | {}", s(st, k)));
         }
@@ -168,16 +193,28 @@ async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
     }
     rows.push(format!("HA Enabled | {ha}"));
     if ha && !sealed {
-        rows.push(format!("HA Cluster | {}", s(&leader, "leader_cluster_address")));
-        rows.push(format!("HA Mode | {}", if is_self { "active" } else { "standby" }));
+        rows.push(format!(
+            "HA Cluster | {}",
+            s(&leader, "leader_cluster_address")
+        ));
+        rows.push(format!(
+            "HA Mode | {}",
+            if is_self { "active" } else { "standby" }
+        ));
         if is_self && active_set {
             rows.push(format!("Active Since | {active_time}"));
         }
         if !is_self && !s(&leader, "leader_address").is_empty() {
-            rows.push(format!("Active Node Address | {}", s(&leader, "leader_address")));
+            rows.push(format!(
+                "Active Node Address | {}",
+                s(&leader, "leader_address")
+            ));
         }
     }
-    for (label, k) in [("Raft Committed Index", "raft_committed_index"), ("Raft Applied Index", "raft_applied_index")] {
+    for (label, k) in [
+        ("Raft Committed Index", "raft_committed_index"),
+        ("Raft Applied Index", "raft_applied_index"),
+    ] {
         if n(&leader, k) > 0 {
             rows.push(format!("{label} | {}", n(&leader, k)));
         }
@@ -281,7 +318,10 @@ pub async fn operator(ui: &mut Ui, cmd: OperatorCmd) -> i32 {
 async fn init(ui: &mut Ui, a: InitArgs) -> i32 {
     ui.format = a.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
@@ -303,9 +343,13 @@ async fn init(ui: &mut Ui, a: InitArgs) -> i32 {
             }
         };
         if ui.format == "table" {
-            ui.output(if inited { "Vault is initialized" } else { "Vault is not initialized" });
+            ui.output(if inited {
+                "Vault is initialized"
+            } else {
+                "Vault is not initialized"
+            });
         } else {
-            output_json(ui, &json!({ "initialized": inited }));
+            output_json(ui, &json!({ "Initialized": inited }));
         }
         return if inited { 0 } else { 2 };
     }
@@ -348,7 +392,11 @@ async fn init(ui: &mut Ui, a: InitArgs) -> i32 {
     let strs = |k: &str| -> Vec<String> {
         resp.get(k)
             .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default()
     };
     let keys = strs("keys");
@@ -357,7 +405,11 @@ async fn init(ui: &mut Ui, a: InitArgs) -> i32 {
     let rkeys_b64 = strs("recovery_keys_base64");
     let root = s(&resp, "root_token");
     if ui.format != "table" {
-        let (us, ut) = if keys.is_empty() { (1, 1) } else { (shares, threshold) };
+        let (us, ut) = if keys.is_empty() {
+            (1, 1)
+        } else {
+            (shares, threshold)
+        };
         let mut m = Map::new();
         m.insert("unseal_keys_b64".into(), json!(keys_b64));
         m.insert("unseal_keys_hex".into(), json!(keys));
@@ -371,11 +423,19 @@ async fn init(ui: &mut Ui, a: InitArgs) -> i32 {
         return output_json(ui, &Value::Object(m));
     }
     for (i, k) in keys.iter().enumerate() {
-        let shown = if keys_b64.len() == keys.len() { &keys_b64[i] } else { k };
+        let shown = if keys_b64.len() == keys.len() {
+            &keys_b64[i]
+        } else {
+            k
+        };
         ui.output(&format!("Unseal Key {}: {shown}", i + 1));
     }
     for (i, k) in rkeys.iter().enumerate() {
-        let shown = if rkeys_b64.len() == rkeys.len() { &rkeys_b64[i] } else { k };
+        let shown = if rkeys_b64.len() == rkeys.len() {
+            &rkeys_b64[i]
+        } else {
+            k
+        };
         ui.output(&format!("Recovery Key {}: {shown}", i + 1));
     }
     ui.output("");
@@ -474,7 +534,10 @@ async fn unseal(ui: &mut Ui, a: UnsealArgs) -> i32 {
 
 async fn seal(ui: &mut Ui, a: SealArgs) -> i32 {
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
@@ -502,7 +565,10 @@ fn rfc822(ts: &str) -> String {
         let month: usize = ts.get(5..7)?.parse().ok()?;
         let day = ts.get(8..10)?;
         let hm = ts.get(11..16)?;
-        Some(format!("{day} {} {year} {hm} UTC", MONTHS.get(month.checked_sub(1)?)?))
+        Some(format!(
+            "{day} {} {year} {hm} UTC",
+            MONTHS.get(month.checked_sub(1)?)?
+        ))
     })();
     parts.unwrap_or_else(|| ts.to_string())
 }
@@ -513,7 +579,10 @@ fn key_status_text(d: &Map<String, Value>) -> String {
     columnize(
         &[
             format!("Key Term | {}", go_value(&get("term"))),
-            format!("Install Time | {}", rfc822(install.as_str().unwrap_or_default())),
+            format!(
+                "Install Time | {}",
+                rfc822(install.as_str().unwrap_or_default())
+            ),
             format!("Encryption Count | {}", go_value(&get("encryptions"))),
         ],
         "|",
@@ -531,7 +600,10 @@ fn key_status_json(d: &Map<String, Value>) -> Value {
 async fn key_status(ui: &mut Ui, a: KeyStatusArgs, rotate: bool) -> i32 {
     ui.format = a.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
@@ -584,6 +656,8 @@ pub enum SecretsCmd {
 }
 
 /// `auth` subcommands.
+// Parsed once per process; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum AuthCmd {
     /// Enable an auth method.
@@ -676,14 +750,29 @@ impl EnableArgs {
             "default_lease_ttl".into(),
             json!(go_duration(self.default_lease_ttl.unwrap_or(0))),
         );
-        c.insert("max_lease_ttl".into(), json!(go_duration(self.max_lease_ttl.unwrap_or(0))));
+        c.insert(
+            "max_lease_ttl".into(),
+            json!(go_duration(self.max_lease_ttl.unwrap_or(0))),
+        );
         if !auth {
-            c.insert("force_no_cache".into(), json!(self.force_no_cache.unwrap_or(false)));
+            c.insert(
+                "force_no_cache".into(),
+                json!(self.force_no_cache.unwrap_or(false)),
+            );
         }
         let lists = [
-            ("audit_non_hmac_request_keys", &self.audit_non_hmac_request_keys),
-            ("audit_non_hmac_response_keys", &self.audit_non_hmac_response_keys),
-            ("passthrough_request_headers", &self.passthrough_request_headers),
+            (
+                "audit_non_hmac_request_keys",
+                &self.audit_non_hmac_request_keys,
+            ),
+            (
+                "audit_non_hmac_response_keys",
+                &self.audit_non_hmac_response_keys,
+            ),
+            (
+                "passthrough_request_headers",
+                &self.passthrough_request_headers,
+            ),
             ("allowed_response_headers", &self.allowed_response_headers),
         ];
         for (k, v) in lists {
@@ -804,12 +893,19 @@ async fn enable(ui: &mut Ui, a: EnableArgs, auth: bool) -> i32 {
     }
     let mut path = a.path.clone().unwrap_or_default();
     if path.is_empty() {
-        path = if kind == "plugin" { plugin_name.clone() } else { kind.clone() };
+        path = if kind == "plugin" {
+            plugin_name.clone()
+        } else {
+            kind.clone()
+        };
     }
     let path = ensure_trailing_slash(&path);
     let mut body = Map::new();
     body.insert("type".into(), json!(kind));
-    body.insert("description".into(), json!(a.description.clone().unwrap_or_default()));
+    body.insert(
+        "description".into(),
+        json!(a.description.clone().unwrap_or_default()),
+    );
     body.insert("config".into(), Value::Object(a.config(auth)));
     body.insert("local".into(), json!(a.local.unwrap_or(false)));
     body.insert("seal_wrap".into(), json!(a.seal_wrap.unwrap_or(false)));
@@ -868,11 +964,15 @@ async fn disable(ui: &mut Ui, a: DisableArgs, auth: bool) -> i32 {
     };
     match (res, auth) {
         (Ok(()), false) => {
-            ui.output(&format!("Success! Disabled the secrets engine (if it existed) at: {path}"));
+            ui.output(&format!(
+                "Success! Disabled the secrets engine (if it existed) at: {path}"
+            ));
             0
         }
         (Ok(()), true) => {
-            ui.output(&format!("Success! Disabled the auth method (if it existed) at: {path}"));
+            ui.output(&format!(
+                "Success! Disabled the auth method (if it existed) at: {path}"
+            ));
             0
         }
         (Err(e), false) => {
@@ -891,7 +991,10 @@ async fn disable(ui: &mut Ui, a: DisableArgs, auth: bool) -> i32 {
 fn mount_output(m: &Value) -> Value {
     let cfg = m.get("config").cloned().unwrap_or(Value::Null);
     let mut c = Map::new();
-    c.insert("default_lease_ttl".into(), json!(n(&cfg, "default_lease_ttl")));
+    c.insert(
+        "default_lease_ttl".into(),
+        json!(n(&cfg, "default_lease_ttl")),
+    );
     c.insert("max_lease_ttl".into(), json!(n(&cfg, "max_lease_ttl")));
     c.insert("force_no_cache".into(), json!(b(&cfg, "force_no_cache")));
     for k in [
@@ -929,11 +1032,20 @@ fn mount_output(m: &Value) -> Value {
     out.insert("options".into(), options);
     out.insert("local".into(), json!(b(m, "local")));
     out.insert("seal_wrap".into(), json!(b(m, "seal_wrap")));
-    out.insert("external_entropy_access".into(), json!(b(m, "external_entropy_access")));
+    out.insert(
+        "external_entropy_access".into(),
+        json!(b(m, "external_entropy_access")),
+    );
     out.insert("plugin_version".into(), json!(s(m, "plugin_version")));
-    out.insert("running_plugin_version".into(), json!(s(m, "running_plugin_version")));
+    out.insert(
+        "running_plugin_version".into(),
+        json!(s(m, "running_plugin_version")),
+    );
     out.insert("running_sha256".into(), json!(s(m, "running_sha256")));
-    out.insert("deprecation_status".into(), json!(s(m, "deprecation_status")));
+    out.insert(
+        "deprecation_status".into(),
+        json!(s(m, "deprecation_status")),
+    );
     Value::Object(out)
 }
 
@@ -994,7 +1106,11 @@ fn mount_table(mounts: &Map<String, Value>, auth: bool, detailed: bool) -> Strin
                 "system".to_string()
             }
         };
-        let plugin = if kind == "plugin" { s(&cfg, "plugin_name") } else { kind.clone() };
+        let plugin = if kind == "plugin" {
+            s(&cfg, "plugin_name")
+        } else {
+            kind.clone()
+        };
         let third_val = if auth {
             s(&cfg, "token_type")
         } else {
@@ -1023,13 +1139,20 @@ fn mount_table(mounts: &Map<String, Value>, auth: bool, detailed: bool) -> Strin
 async fn mount_list(ui: &mut Ui, a: MountListArgs, auth: bool) -> i32 {
     ui.format = a.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
         return 2;
     };
-    let res = if auth { client.auth_methods().await } else { client.mounts().await };
+    let res = if auth {
+        client.auth_methods().await
+    } else {
+        client.mounts().await
+    };
     let mounts = match res {
         Ok(m) => m,
         Err(e) => {
@@ -1087,7 +1210,11 @@ async fn tune(ui: &mut Ui, a: TuneArgs) -> i32 {
     let mut c = Map::new();
     c.insert(
         "options".into(),
-        if options.is_empty() { Value::Null } else { Value::Object(options) },
+        if options.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(options)
+        },
     );
     c.insert("default_lease_ttl".into(), json!(ttl(a.default_lease_ttl)));
     if let Some(d) = &a.description {
@@ -1095,9 +1222,18 @@ async fn tune(ui: &mut Ui, a: TuneArgs) -> i32 {
     }
     c.insert("max_lease_ttl".into(), json!(ttl(a.max_lease_ttl)));
     let lists = [
-        ("audit_non_hmac_request_keys", &a.audit_non_hmac_request_keys),
-        ("audit_non_hmac_response_keys", &a.audit_non_hmac_response_keys),
-        ("passthrough_request_headers", &a.passthrough_request_headers),
+        (
+            "audit_non_hmac_request_keys",
+            &a.audit_non_hmac_request_keys,
+        ),
+        (
+            "audit_non_hmac_response_keys",
+            &a.audit_non_hmac_response_keys,
+        ),
+        (
+            "passthrough_request_headers",
+            &a.passthrough_request_headers,
+        ),
         ("allowed_response_headers", &a.allowed_response_headers),
     ];
     for (k, v) in lists {
@@ -1235,7 +1371,9 @@ async fn policy_write(ui: &mut Ui, a: PolicyPlainArgs) -> i32 {
         return 2;
     }
     if name != formatted {
-        ui.warn(&format!("Policy name was converted from \"{name}\" to \"{formatted}\""));
+        ui.warn(&format!(
+            "Policy name was converted from \"{name}\" to \"{formatted}\""
+        ));
     }
     ui.output(&format!("Success! Uploaded policy: {formatted}"));
     0
@@ -1244,7 +1382,10 @@ async fn policy_write(ui: &mut Ui, a: PolicyPlainArgs) -> i32 {
 async fn policy_list(ui: &mut Ui, a: PolicyArgs) -> i32 {
     ui.format = a.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
     let Some(client) = client_or_report(ui, &a.http) else {
@@ -1298,7 +1439,10 @@ mod tests {
 
     #[test]
     fn rfc822_like_go() {
-        assert_eq!(rfc822("2026-11-21T23:19:44.890401567Z"), "21 Nov 26 23:19 UTC");
+        assert_eq!(
+            rfc822("2026-11-21T23:19:44.890401567Z"),
+            "21 Nov 26 23:19 UTC"
+        );
         assert_eq!(rfc822("garbage"), "garbage");
     }
 
@@ -1323,7 +1467,10 @@ mod tests {
             "external_entropy_access": false, "extra": 1});
         let out = mount_output(&m);
         let keys: Vec<&String> = out.as_object().unwrap().keys().collect();
-        assert_eq!(keys[..5], ["uuid", "type", "description", "accessor", "config"]);
+        assert_eq!(
+            keys[..5],
+            ["uuid", "type", "description", "accessor", "config"]
+        );
         let cfg = out["config"].as_object().unwrap();
         assert!(!cfg.contains_key("passthrough_request_headers"));
         assert_eq!(cfg["token_type"], json!("default-service"));

@@ -10,6 +10,8 @@ use super::sys::client_or_report;
 use super::{duration_arg, go_bool, kv_pair, split_list, FormatOpts, HttpOpts, OutputOpts};
 
 /// `token` subcommands.
+// Parsed once per process; the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand, Debug)]
 pub enum TokenCmd {
     /// Create a new token.
@@ -164,21 +166,33 @@ fn create_body(a: &TokenCreateArgs, renewable: bool, token_type: &str) -> Value 
     if a.no_default_policy.unwrap_or(false) {
         m.insert("no_default_policy".into(), json!(true));
     }
-    m.insert("display_name".into(), json!(a.display_name.clone().unwrap_or_default()));
+    m.insert(
+        "display_name".into(),
+        json!(a.display_name.clone().unwrap_or_default()),
+    );
     m.insert("num_uses".into(), json!(a.use_limit.unwrap_or(0)));
     m.insert("renewable".into(), json!(renewable));
     m.insert("type".into(), json!(token_type));
-    m.insert("entity_alias".into(), json!(a.entity_alias.clone().unwrap_or_default()));
+    m.insert(
+        "entity_alias".into(),
+        json!(a.entity_alias.clone().unwrap_or_default()),
+    );
     Value::Object(m)
 }
 
 async fn create(ui: &mut Ui, a: TokenCreateArgs) -> i32 {
     ui.format = a.out.fmt.resolve();
     if !a.args.is_empty() {
-        ui.error(&format!("Too many arguments (expected 0, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 0, got {})",
+            a.args.len()
+        ));
         return 1;
     }
-    let token_type = a.token_type.clone().unwrap_or_else(|| "service".to_string());
+    let token_type = a
+        .token_type
+        .clone()
+        .unwrap_or_else(|| "service".to_string());
     let mut renewable = a.renewable.unwrap_or(true);
     if token_type == "batch" {
         renewable = false;
@@ -216,18 +230,26 @@ async fn lookup(ui: &mut Ui, a: TokenLookupArgs) -> i32 {
     let accessor = a.accessor.unwrap_or(false);
     let n = a.args.len();
     if accessor && n < 1 {
-        ui.error(&format!("Not enough arguments with -accessor (expected 1, got {n})"));
+        ui.error(&format!(
+            "Not enough arguments with -accessor (expected 1, got {n})"
+        ));
         return 1;
     }
     if accessor && n > 1 {
-        ui.error(&format!("Too many arguments with -accessor (expected 1, got {n})"));
+        ui.error(&format!(
+            "Too many arguments with -accessor (expected 1, got {n})"
+        ));
         return 1;
     }
     if n > 1 {
         ui.error(&format!("Too many arguments (expected 0-1, got {n})"));
         return 1;
     }
-    let token = a.args.first().map(|t| t.trim().to_string()).unwrap_or_default();
+    let token = a
+        .args
+        .first()
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
     let Some(client) = client_or_report(ui, &a.http) else {
         return 2;
     };
@@ -235,7 +257,13 @@ async fn lookup(ui: &mut Ui, a: TokenLookupArgs) -> i32 {
         send_secret(&client, Method::GET, "auth/token/lookup-self", None).await
     } else if accessor {
         let body = json!({ "accessor": token });
-        send_secret(&client, Method::POST, "auth/token/lookup-accessor", Some(body)).await
+        send_secret(
+            &client,
+            Method::POST,
+            "auth/token/lookup-accessor",
+            Some(body),
+        )
+        .await
     } else {
         let body = json!({ "token": token });
         send_secret(&client, Method::POST, "auth/token/lookup", Some(body)).await
@@ -252,10 +280,17 @@ async fn lookup(ui: &mut Ui, a: TokenLookupArgs) -> i32 {
 async fn renew(ui: &mut Ui, a: TokenRenewArgs) -> i32 {
     ui.format = a.fmt.resolve();
     if a.args.len() > 1 {
-        ui.error(&format!("Too many arguments (expected 1, got {})", a.args.len()));
+        ui.error(&format!(
+            "Too many arguments (expected 1, got {})",
+            a.args.len()
+        ));
         return 1;
     }
-    let token = a.args.first().map(|t| t.trim().to_string()).unwrap_or_default();
+    let token = a
+        .args
+        .first()
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
     let Some(client) = client_or_report(ui, &a.http) else {
         return 2;
     };
@@ -267,7 +302,13 @@ async fn renew(ui: &mut Ui, a: TokenRenewArgs) -> i32 {
         send_secret(&client, Method::PUT, "auth/token/renew-self", Some(body)).await
     } else if a.accessor.unwrap_or(false) {
         let body = json!({ "accessor": token, "increment": inc });
-        send_secret(&client, Method::PUT, "auth/token/renew-accessor", Some(body)).await
+        send_secret(
+            &client,
+            Method::PUT,
+            "auth/token/renew-accessor",
+            Some(body),
+        )
+        .await
     } else {
         let body = json!({ "token": token, "increment": inc });
         send_secret(&client, Method::PUT, "auth/token/renew", Some(body)).await
@@ -286,17 +327,25 @@ async fn revoke(ui: &mut Ui, a: TokenRevokeArgs) -> i32 {
     let self_ = a.self_.unwrap_or(false);
     let mode = a.mode.clone().unwrap_or_default();
     let n = a.args.len();
-    let token = a.args.first().map(|t| t.trim().to_string()).unwrap_or_default();
+    let token = a
+        .args
+        .first()
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
     if !matches!(mode.as_str(), "" | "orphan" | "path") {
         ui.error(&format!("Invalid mode: {mode}"));
         return 1;
     }
     let problem = if self_ && n > 0 {
-        Some(format!("Too many arguments with -self (expected 0, got {n})"))
+        Some(format!(
+            "Too many arguments with -self (expected 0, got {n})"
+        ))
     } else if !self_ && n > 1 {
         Some(format!("Too many arguments (expected 1 or -self, got {n})"))
     } else if !self_ && n < 1 {
-        Some(format!("Not enough arguments (expected 1 or -self, got {n})"))
+        Some(format!(
+            "Not enough arguments (expected 1 or -self, got {n})"
+        ))
     } else if self_ && accessor {
         Some("Cannot use -self with -accessor!".to_string())
     } else if self_ && !mode.is_empty() {
@@ -317,7 +366,10 @@ async fn revoke(ui: &mut Ui, a: TokenRevokeArgs) -> i32 {
     };
     let (path, body) = match (accessor, self_, mode.as_str()) {
         (false, true, "") => ("auth/token/revoke-self".to_string(), None),
-        (false, false, "") => ("auth/token/revoke".to_string(), Some(json!({ "token": token }))),
+        (false, false, "") => (
+            "auth/token/revoke".to_string(),
+            Some(json!({ "token": token })),
+        ),
         (false, false, "orphan") => (
             "auth/token/revoke-orphan".to_string(),
             Some(json!({ "token": token })),
@@ -354,7 +406,13 @@ mod tests {
     #[test]
     fn create_body_like_go_client() {
         let w = Wrap::try_parse_from([
-            "x", "--policy=a,b", "--policy", "c", "--ttl=1h", "--metadata=k=v", "--orphan",
+            "x",
+            "--policy=a,b",
+            "--policy",
+            "c",
+            "--ttl=1h",
+            "--metadata=k=v",
+            "--orphan",
             "--display-name=n",
         ])
         .unwrap();

@@ -76,7 +76,13 @@ impl Server {
     }
 
     /// Sends a request; returns the status and the JSON body (Null when empty).
-    pub fn call(&self, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
         let raw = body.map(|b| b.to_string().into_bytes());
         http(&self.addr, method, path, token, raw.as_deref())
     }
@@ -103,8 +109,12 @@ impl Server {
     /// Unseals with the given keys.
     pub fn unseal(&self, keys: &[String]) {
         for k in keys {
-            let (status, body) =
-                self.call("PUT", "/v1/sys/unseal", "", Some(&serde_json::json!({ "key": k })));
+            let (status, body) = self.call(
+                "PUT",
+                "/v1/sys/unseal",
+                "",
+                Some(&serde_json::json!({ "key": k })),
+            );
             assert_eq!(status, 200, "{body}");
         }
         let (_, st) = self.call("GET", "/v1/sys/seal-status", "", None);
@@ -120,7 +130,13 @@ impl Drop for Server {
 }
 
 /// A minimal HTTP/1.1 client (one request per connection).
-pub fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&[u8]>) -> (u16, Value) {
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+) -> (u16, Value) {
     let (status, bytes) = http_raw(addr, method, path, token, body);
     let json = if bytes.is_empty() {
         Value::Null
@@ -132,7 +148,13 @@ pub fn http(addr: &str, method: &str, path: &str, token: &str, body: Option<&[u8
 }
 
 /// Like [`http`], returning the raw body.
-pub fn http_raw(addr: &str, method: &str, path: &str, token: &str, body: Option<&[u8]>) -> (u16, Vec<u8>) {
+pub fn http_raw(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<&[u8]>,
+) -> (u16, Vec<u8>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let body = body.unwrap_or(&[]);
@@ -149,11 +171,17 @@ pub fn http_raw(addr: &str, method: &str, path: &str, token: &str, body: Option<
     let _ = s.write_all(body);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text_end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("response head");
+    let text_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
     let head = String::from_utf8_lossy(&buf[..text_end]).into_owned();
     let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
     let mut payload = buf[text_end + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         payload = dechunk(&payload);
     }
     (status, payload)
@@ -161,9 +189,9 @@ pub fn http_raw(addr: &str, method: &str, path: &str, token: &str, body: Option<
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(pos) = data.windows(2).position(|w| w == b"\r\n") else { break };
-        let size = usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap().trim(), 16).unwrap_or(0);
+    while let Some(pos) = data.windows(2).position(|w| w == b"\r\n") {
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..pos]).unwrap().trim(), 16)
+            .unwrap_or(0);
         if size == 0 {
             break;
         }

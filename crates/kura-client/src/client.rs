@@ -194,6 +194,33 @@ fn go_method(m: &Method) -> String {
     out
 }
 
+/// Describes a transport failure; connection errors read like Go's (`dial tcp HOST:PORT:
+/// connect: connection refused`), anything else as the error and its sources.
+fn transport_message(e: &(dyn std::error::Error + 'static), url: &str) -> String {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            let authority = url
+                .split("://")
+                .nth(1)
+                .and_then(|r| r.split('/').next())
+                .unwrap_or_default();
+            let what = match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => Some("connect: connection refused"),
+                std::io::ErrorKind::TimedOut => Some("i/o timeout"),
+                std::io::ErrorKind::HostUnreachable => Some("connect: no route to host"),
+                std::io::ErrorKind::NetworkUnreachable => Some("connect: network is unreachable"),
+                _ => None,
+            };
+            if let Some(w) = what {
+                return format!("dial tcp {authority}: {w}");
+            }
+        }
+        src = s.source();
+    }
+    error_chain(e)
+}
+
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut msg = e.to_string();
     let mut src = e.source();
@@ -274,7 +301,11 @@ impl Client {
     /// The URL of an API path: `secret/foo` becomes `<address>/v1/secret/foo`.
     pub fn url(&self, path: &str, query: &[(&str, &str)]) -> String {
         let p = path.strip_prefix("/v1/").unwrap_or(path);
-        let mut url = format!("{}/v1/{}", self.base, escape_path(p.trim_start_matches('/')));
+        let mut url = format!(
+            "{}/v1/{}",
+            self.base,
+            escape_path(p.trim_start_matches('/'))
+        );
         if !query.is_empty() {
             let mut q: Vec<&(&str, &str)> = query.iter().collect();
             q.sort_by(|a, b| a.0.cmp(b.0));
@@ -343,12 +374,12 @@ impl Client {
                     .map_err(|_| ClientError::InvalidHeader(k.to_string()))?;
                 builder = builder.header(name, header_value(v)?);
             }
-            let req = builder
-                .body(Full::new(payload.clone()))
-                .map_err(|_| ClientError::InvalidAddress {
+            let req = builder.body(Full::new(payload.clone())).map_err(|_| {
+                ClientError::InvalidAddress {
                     address: url.clone(),
                     reason: "not a valid request URL",
-                })?;
+                }
+            })?;
             let resp = self.send(&method, &url, req).await?;
             let redirect = matches!(
                 resp.status,
@@ -381,7 +412,7 @@ impl Client {
                 .http
                 .request(req)
                 .await
-                .map_err(|e| transport(error_chain(&e)))?;
+                .map_err(|e| transport(transport_message(&e, url)))?;
             let (parts, incoming) = resp.into_parts();
             let bytes = incoming
                 .collect()
@@ -456,9 +487,18 @@ impl Client {
     }
 
     /// `PUT path` with a JSON body. `Ok(None)` when the server answers without a body.
-    pub async fn write(&self, path: &str, body: Option<Value>) -> Result<Option<Secret>, ClientError> {
+    pub async fn write(
+        &self,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Option<Secret>, ClientError> {
         let resp = self
-            .request(Method::PUT, path, &[], Some(body.unwrap_or_else(|| json!({}))))
+            .request(
+                Method::PUT,
+                path,
+                &[],
+                Some(body.unwrap_or_else(|| json!({}))),
+            )
             .await?;
         resp.error_for_status()?.secret()
     }
@@ -487,7 +527,12 @@ impl Client {
 
     // ----- sys/ helpers -----
 
-    async fn sys_json(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value, ClientError> {
+    async fn sys_json(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
         let resp = self.send_checked(method, path, body).await?;
         Ok(resp.json().cloned().unwrap_or(Value::Null))
     }
@@ -510,7 +555,9 @@ impl Client {
     /// `GET sys/init`: whether the server is initialized.
     pub async fn init_status(&self) -> Result<bool, ClientError> {
         let v = self.sys_json(Method::GET, "sys/init", None).await?;
-        Ok(v.get("initialized").and_then(Value::as_bool).unwrap_or(false))
+        Ok(v.get("initialized")
+            .and_then(Value::as_bool)
+            .unwrap_or(false))
     }
 
     /// `PUT sys/init` with an init request (`secret_shares`, `secret_threshold`, ...).
@@ -560,15 +607,23 @@ impl Client {
 
     /// `POST sys/mounts/<path>`: enables a secrets engine.
     pub async fn mount(&self, path: &str, input: Value) -> Result<(), ClientError> {
-        self.send_checked(Method::POST, &format!("sys/mounts/{path}"), Some(input))
-            .await?;
+        self.send_checked(
+            Method::POST,
+            &format!("sys/mounts/{}", path.trim_end_matches('/')),
+            Some(input),
+        )
+        .await?;
         Ok(())
     }
 
     /// `DELETE sys/mounts/<path>`: disables a secrets engine.
     pub async fn unmount(&self, path: &str) -> Result<(), ClientError> {
-        self.send_checked(Method::DELETE, &format!("sys/mounts/{path}"), None)
-            .await?;
+        self.send_checked(
+            Method::DELETE,
+            &format!("sys/mounts/{}", path.trim_end_matches('/')),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -586,15 +641,23 @@ impl Client {
 
     /// `POST sys/auth/<path>`: enables an auth method.
     pub async fn enable_auth(&self, path: &str, input: Value) -> Result<(), ClientError> {
-        self.send_checked(Method::POST, &format!("sys/auth/{path}"), Some(input))
-            .await?;
+        self.send_checked(
+            Method::POST,
+            &format!("sys/auth/{}", path.trim_end_matches('/')),
+            Some(input),
+        )
+        .await?;
         Ok(())
     }
 
     /// `DELETE sys/auth/<path>`: disables an auth method.
     pub async fn disable_auth(&self, path: &str) -> Result<(), ClientError> {
-        self.send_checked(Method::DELETE, &format!("sys/auth/{path}"), None)
-            .await?;
+        self.send_checked(
+            Method::DELETE,
+            &format!("sys/auth/{}", path.trim_end_matches('/')),
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -639,18 +702,26 @@ impl Client {
     // ----- tokens -----
 
     /// `POST auth/token/create[/<role>]`.
-    pub async fn create_token(&self, request: Value, role: Option<&str>) -> Result<Secret, ClientError> {
+    pub async fn create_token(
+        &self,
+        request: Value,
+        role: Option<&str>,
+    ) -> Result<Secret, ClientError> {
         let path = match role {
             Some(r) => format!("auth/token/create/{r}"),
             None => "auth/token/create".to_string(),
         };
-        let resp = self.send_checked(Method::POST, &path, Some(request)).await?;
+        let resp = self
+            .send_checked(Method::POST, &path, Some(request))
+            .await?;
         Ok(resp.secret()?.unwrap_or_default())
     }
 
     /// `GET auth/token/lookup-self`.
     pub async fn lookup_self(&self) -> Result<Option<Secret>, ClientError> {
-        let resp = self.send_checked(Method::GET, "auth/token/lookup-self", None).await?;
+        let resp = self
+            .send_checked(Method::GET, "auth/token/lookup-self", None)
+            .await?;
         resp.secret()
     }
 }
@@ -674,12 +745,18 @@ mod tests {
     #[test]
     fn urls_are_escaped_like_go() {
         let c = client("http://127.0.0.1:8200/");
-        assert_eq!(c.url("secret/a b", &[]), "http://127.0.0.1:8200/v1/secret/a%20b");
+        assert_eq!(
+            c.url("secret/a b", &[]),
+            "http://127.0.0.1:8200/v1/secret/a%20b"
+        );
         assert_eq!(
             c.url("/v1/secret/data/x", &[("version", "2"), ("a", "x y")]),
             "http://127.0.0.1:8200/v1/secret/data/x?a=x+y&version=2"
         );
-        assert_eq!(c.url("sys/mounts/kv:1", &[]), "http://127.0.0.1:8200/v1/sys/mounts/kv:1");
+        assert_eq!(
+            c.url("sys/mounts/kv:1", &[]),
+            "http://127.0.0.1:8200/v1/sys/mounts/kv:1"
+        );
     }
 
     #[test]
@@ -725,7 +802,10 @@ mod tests {
         assert_eq!(empty.into_logical().unwrap(), None);
         let with_data = resp(404, ResponseBody::Json(json!({"data": {"x": 1}})));
         assert!(with_data.into_logical().unwrap().is_some());
-        let forbidden = resp(403, ResponseBody::Json(json!({"errors": ["permission denied"]})));
+        let forbidden = resp(
+            403,
+            ResponseBody::Json(json!({"errors": ["permission denied"]})),
+        );
         let err = forbidden.into_logical().unwrap_err();
         assert_eq!(err.status(), Some(403));
         let no_body = resp(204, ResponseBody::Empty);
@@ -751,11 +831,72 @@ mod tests {
         let c = client(&format!("http://127.0.0.1:{port}"));
         let err = c.read("sys/mounts").await.unwrap_err();
         match err {
-            ClientError::Transport { method, url, .. } => {
+            ClientError::Transport {
+                method,
+                url,
+                message,
+            } => {
                 assert_eq!(method, "Get");
                 assert_eq!(url, format!("http://127.0.0.1:{port}/v1/sys/mounts"));
+                assert_eq!(
+                    message,
+                    format!("dial tcp 127.0.0.1:{port}: connect: connection refused")
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// A plain HTTP server answering every request with `status`, `extra` headers and `body`.
+    async fn http_server(status: &'static str, extra: String, body: &'static str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://127.0.0.1:{}", listener.local_addr().unwrap().port());
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = listener.accept().await {
+                let extra = extra.clone();
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tcp.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tcp.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn follows_one_redirect_to_the_active_node() {
+        let active = http_server("200 OK", String::new(), r#"{"data":{"node":"active"}}"#).await;
+        let standby = http_server(
+            "307 Temporary Redirect",
+            format!("Location: {active}/v1/secret/x\r\n"),
+            "",
+        )
+        .await;
+        let c = client(&standby);
+        let s = c.read("secret/x").await.unwrap().unwrap();
+        assert_eq!(s.get("node"), Some(&json!("active")));
+        let no_redirect = Client::new(ClientConfig {
+            address: standby,
+            disable_redirects: true,
+            ..ClientConfig::default()
+        })
+        .unwrap();
+        let resp = no_redirect
+            .request(Method::GET, "secret/x", &[], None)
+            .await
+            .unwrap();
+        assert_eq!(resp.status, StatusCode::TEMPORARY_REDIRECT);
     }
 }

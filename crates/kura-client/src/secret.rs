@@ -93,7 +93,7 @@ pub struct WrapInfo {
     #[serde(default, deserialize_with = "null_as_default")]
     pub creation_path: String,
     /// Accessor of the wrapped token, when a token was wrapped.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub wrapped_accessor: String,
 }
 

@@ -304,3 +304,146 @@ impl Write for MaybeTlsStream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+    use tokio_rustls::TlsAcceptor;
+
+    use crate::{Client, ClientConfig, ClientError};
+
+    /// A one-request-per-connection HTTPS server answering `{"data":{"ok":true}}`; it
+    /// reports each request head it receives on the returned channel.
+    async fn https_server(
+        names: Vec<String>,
+    ) -> (String, String, tokio::sync::mpsc::UnboundedReceiver<String>) {
+        let ck = rcgen::generate_simple_self_signed(names).unwrap();
+        let cert_pem = ck.cert.pem();
+        let cert = CertificateDer::from(ck.cert.der().to_vec());
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+        let acceptor = TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!(
+            "https://127.0.0.1:{}",
+            listener.local_addr().unwrap().port()
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    return;
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 1024];
+                    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+                    let body = r#"{"data":{"ok":true}}"#;
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = tls.write_all(resp.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (addr, cert_pem, rx)
+    }
+
+    fn config(addr: &str) -> ClientConfig {
+        ClientConfig {
+            address: addr.to_string(),
+            token: Some("t0ken".into()),
+            namespace: Some("team/".into()),
+            ..ClientConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn trusts_the_configured_ca_and_sends_vault_headers() {
+        let (addr, pem, mut heads) = https_server(vec!["127.0.0.1".into()]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let client = Client::new(ClientConfig {
+            ca_cert: Some(ca),
+            ..config(&addr)
+        })
+        .unwrap();
+        let s = client.read("secret/x").await.unwrap().unwrap();
+        assert_eq!(s.get("ok"), Some(&serde_json::json!(true)));
+        let head = heads.recv().await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("get /v1/secret/x http/1.1"), "{head}");
+        assert!(head.contains("x-vault-token: t0ken"), "{head}");
+        assert!(head.contains("x-vault-namespace: team/"), "{head}");
+        assert!(head.contains("x-vault-request: true"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn refuses_an_unknown_issuer_unless_skip_verify() {
+        let (addr, _pem, _heads) = https_server(vec!["127.0.0.1".into()]).await;
+        let dir = tempfile::tempdir().unwrap();
+        // Trust some other CA: the server's certificate must be refused.
+        let other = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let ca = dir.path().join("other.pem");
+        std::fs::write(&ca, other.cert.pem()).unwrap();
+        let strict = Client::new(ClientConfig {
+            ca_cert: Some(ca),
+            ..config(&addr)
+        })
+        .unwrap();
+        let err = strict.read("secret/x").await.unwrap_err();
+        assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+
+        let lax = Client::new(ClientConfig {
+            skip_verify: true,
+            ..config(&addr)
+        })
+        .unwrap();
+        assert!(lax.read("secret/x").await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn server_name_override_is_verified() {
+        let (addr, pem, _heads) = https_server(vec!["kura.internal".into()]).await;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, pem).unwrap();
+        let by_ip = Client::new(ClientConfig {
+            ca_cert: Some(ca.clone()),
+            ..config(&addr)
+        })
+        .unwrap();
+        assert!(by_ip.read("secret/x").await.is_err());
+        let by_name = Client::new(ClientConfig {
+            ca_cert: Some(ca),
+            tls_server_name: Some("kura.internal".into()),
+            ..config(&addr)
+        })
+        .unwrap();
+        assert!(by_name.read("secret/x").await.unwrap().is_some());
+    }
+}

@@ -21,8 +21,7 @@ use zeroize::Zeroizing;
 use crate::expiration::Expiration;
 use crate::ha::HaState;
 use crate::mounts::{
-    MountConfig, MountEntry, MountKind, MountView, Mounted, Router, AUTH_TABLE_KEY,
-    MOUNT_TABLE_KEY,
+    MountConfig, MountEntry, MountKind, MountView, Mounted, Router, AUTH_TABLE_KEY, MOUNT_TABLE_KEY,
 };
 use crate::policy_store::PolicyStore;
 use crate::token::{NewToken, TokenEntry, TokenStore};
@@ -237,7 +236,9 @@ impl Core {
             return Err(LogicalError::bad("Vault is already initialized"));
         }
         if shares == 0 {
-            return Err(LogicalError::bad("number of key shares must be at least one"));
+            return Err(LogicalError::bad(
+                "number of key shares must be at least one",
+            ));
         }
         if threshold == 0 || threshold > shares {
             return Err(LogicalError::bad(
@@ -291,7 +292,13 @@ impl Core {
             .clone()
             .unwrap_or_else(|| format!("vault-cluster-{}", hex::encode(random_bytes(4))));
         core_view
-            .put_json(CLUSTER_INFO_KEY, &ClusterInfo { id: new_uuid(), name })
+            .put_json(
+                CLUSTER_INFO_KEY,
+                &ClusterInfo {
+                    id: new_uuid(),
+                    name,
+                },
+            )
             .await?;
         let policies = PolicyStore::new(BarrierView::new(self.barrier.clone(), "sys/policy/"));
         policies.ensure_default().await?;
@@ -340,9 +347,7 @@ impl Core {
             shares[0].clone()
         } else {
             let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
-            Zeroizing::new(
-                shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?,
-            )
+            Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
         };
         self.barrier.unseal(&root_key).await.map_err(|e| {
             if e.is_sealed() {
@@ -425,6 +430,11 @@ impl Core {
                 }
             }
         }
+        let cubbyhole = mounted
+            .iter()
+            .find(|m| m.entry.backend_type == "cubbyhole")
+            .map(|m| BarrierView::new(self.barrier.clone(), m.entry.storage_prefix()));
+        tokens.set_cubbyhole(cubbyhole);
         let expiration = Expiration::start(tokens.clone()).await?;
         let runtime = Arc::new(Runtime {
             router: RwLock::new(Arc::new(Router::new(mounted))),
@@ -454,7 +464,11 @@ impl Core {
             standby: self.standby.clone(),
         });
         let backend: Arc<dyn LogicalBackend> = match entry.backend_type.as_str() {
-            "token" => Arc::new(TokenBackend::new(tokens.clone(), policies.clone(), view.clone())),
+            "token" => Arc::new(TokenBackend::new(
+                tokens.clone(),
+                policies.clone(),
+                view.clone(),
+            )),
             other => {
                 let factory = self.factories.get(other).ok_or_else(|| {
                     LogicalError::bad(format!("plugin not found in the catalog: {other}"))
@@ -524,15 +538,18 @@ impl Core {
         let mounted = if is_sys {
             None
         } else {
-            Some(router.route(&req.path).cloned().ok_or_else(|| {
-                LogicalError::Coded {
-                    status: 404,
-                    message: format!(
-                        "no handler for route {:?}. route entry not found.",
-                        req.path
-                    ),
-                }
-            })?)
+            Some(
+                router
+                    .route(&req.path)
+                    .cloned()
+                    .ok_or_else(|| LogicalError::Coded {
+                        status: 404,
+                        message: format!(
+                            "no handler for route {:?}. route entry not found.",
+                            req.path
+                        ),
+                    })?,
+            )
         };
         if let Some(m) = &mounted {
             let rp = m.entry.route_path();
@@ -564,6 +581,27 @@ impl Core {
                 .await?
                 .filter(|e| e.num_uses >= 0)
                 .ok_or(LogicalError::PermissionDenied)?;
+            if !entry.bound_cidrs.is_empty() {
+                let allowed = req.remote_addr.is_some_and(|ip| {
+                    entry
+                        .bound_cidrs
+                        .iter()
+                        .any(|c| crate::util::cidr_contains(c, ip))
+                });
+                if !allowed {
+                    return Err(LogicalError::PermissionDenied);
+                }
+            }
+            req.token = Some(Arc::new(kura_logical::TokenContext {
+                client_token: req.client_token.clone(),
+                accessor: entry.accessor.clone(),
+                policies: entry.policies.clone(),
+                display_name: entry.display_name.clone(),
+                entity_id: entry.entity_id.clone(),
+                meta: entry.meta.clone(),
+                is_root: entry.is_root(),
+                storage_id: entry.hash.clone(),
+            }));
             // Existence check turns an update into a create where the target is absent.
             if req.operation == Operation::Update {
                 if let Some(m) = &mounted {
@@ -592,15 +630,7 @@ impl Core {
                     return Err(LogicalError::PermissionDenied);
                 }
             }
-            req.token = Some(Arc::new(kura_logical::TokenContext {
-                client_token: req.client_token.clone(),
-                accessor: entry.accessor.clone(),
-                policies: entry.policies.clone(),
-                display_name: entry.display_name.clone(),
-                entity_id: entry.entity_id.clone(),
-                meta: entry.meta.clone(),
-                is_root: entry.is_root(),
-            }));
+
             token_entry = Some(entry);
         }
 
@@ -618,9 +648,30 @@ impl Core {
                 rt.tokens.revoke_tree(&entry.hash).await?;
             }
         }
-        let resp = result?;
+        let mut resp = result?;
+        if let (Some(m), Some(r)) = (&mounted, resp.as_mut()) {
+            if m.entry.kind == MountKind::Auth && m.entry.backend_type != "token" {
+                if let Some(auth) = r.auth.as_mut() {
+                    self.issue_login_token(&rt, m, &req, auth, &mut r.warnings)
+                        .await?;
+                }
+            }
+        }
         if let Some(auth) = resp.as_ref().and_then(|r| r.auth.as_ref()) {
-            rt.expiration.track_token(&rt.tokens.hash(&auth.client_token), auth.lease_duration);
+            rt.expiration
+                .track_token(&rt.tokens.hash(&auth.client_token), auth.lease_duration);
+        }
+        let forced_wrap = is_sys && req.relative_path == "wrapping/wrap";
+        let wrap_ttl = match req.wrap_ttl {
+            Some(t) => Some(t),
+            None if forced_wrap => Some(crate::wrapping::DEFAULT_WRAP_TTL),
+            None => None,
+        }
+        .filter(|t| !t.is_zero());
+        if let Some(ttl) = wrap_ttl {
+            if let Some(r) = resp.take_if(|r| r.data.is_some() || r.auth.is_some()) {
+                return self.wrap_response(&rt, r, ttl, &req.path).await;
+            }
         }
         match resp {
             Some(r) => Ok(r),
@@ -632,6 +683,88 @@ impl Core {
                 ..Default::default()
             }),
         }
+    }
+
+    /// Turns the `auth` a login handler returned into a real token: policies, TTLs clamped by
+    /// the mount, an orphan token whose path is the login path.
+    async fn issue_login_token(
+        &self,
+        rt: &Runtime,
+        mount: &Mounted,
+        req: &Request,
+        auth: &mut kura_logical::Auth,
+        warnings: &mut Vec<String>,
+    ) -> Result<()> {
+        use kura_logical::SystemView;
+        let mut policies: Vec<String> = auth
+            .policies
+            .iter()
+            .chain(auth.token_policies.iter())
+            .map(|p| p.trim().to_lowercase())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !auth.no_default_policy && !policies.iter().any(|p| p == "root") {
+            policies.push("default".into());
+        }
+        policies.sort();
+        policies.dedup();
+        let mount_max = mount.view.max_lease_ttl();
+        let max = match auth.max_ttl {
+            0 => mount_max,
+            s => Duration::from_secs(s).min(mount_max),
+        };
+        let explicit_max = Duration::from_secs(auth.explicit_max_ttl);
+        let period = Duration::from_secs(auth.period);
+        let mut ttl = if !period.is_zero() {
+            period
+        } else if auth.ttl > 0 {
+            Duration::from_secs(auth.ttl)
+        } else {
+            mount.view.default_lease_ttl()
+        };
+        if !explicit_max.is_zero() && ttl > explicit_max {
+            ttl = explicit_max;
+        }
+        if period.is_zero() && ttl > max {
+            warnings.push(format!(
+                "TTL of {:?} exceeded the effective max_ttl of {:?}; TTL value is capped accordingly",
+                kura_config::duration::format_duration(ttl),
+                kura_config::duration::format_duration(max)
+            ));
+            ttl = max;
+        }
+        let mount_name = mount.entry.path.trim_end_matches('/').replace('/', "-");
+        let display_name = if auth.display_name.is_empty() {
+            mount_name
+        } else {
+            format!("{mount_name}-{}", auth.display_name)
+        };
+        let (id, entry) = rt
+            .tokens
+            .create(NewToken {
+                policies: policies.clone(),
+                path: req.path.clone(),
+                meta: auth.metadata.clone().unwrap_or_default(),
+                display_name,
+                num_uses: auth.num_uses as i64,
+                ttl,
+                explicit_max_ttl: explicit_max,
+                max_ttl: max,
+                period,
+                renewable: true,
+                bound_cidrs: auth.bound_cidrs.clone(),
+                ..Default::default()
+            })
+            .await?;
+        auth.client_token = id;
+        auth.accessor = entry.accessor.clone();
+        auth.lease_duration = entry.creation_ttl as u64;
+        auth.renewable = entry.renewable;
+        auth.policies = policies.clone();
+        auth.token_policies = policies;
+        auth.orphan = true;
+        auth.token_type = "service".into();
+        Ok(())
     }
 
     /// Creates a token directly (dev-mode bootstrap and tests).
@@ -690,11 +823,13 @@ impl Core {
         view.transaction(vec![
             kura_storage::TxnOp::Put {
                 key: MOUNT_TABLE_KEY.into(),
-                value: serde_json::to_vec(&mounts).map_err(|e| LogicalError::Internal(e.to_string()))?,
+                value: serde_json::to_vec(&mounts)
+                    .map_err(|e| LogicalError::Internal(e.to_string()))?,
             },
             kura_storage::TxnOp::Put {
                 key: AUTH_TABLE_KEY.into(),
-                value: serde_json::to_vec(&auth).map_err(|e| LogicalError::Internal(e.to_string()))?,
+                value: serde_json::to_vec(&auth)
+                    .map_err(|e| LogicalError::Internal(e.to_string()))?,
             },
         ])
         .await
@@ -751,21 +886,41 @@ fn mount_entry(path: &str, backend_type: &str, description: &str, kind: MountKin
     }
 }
 
-pub(crate) fn new_mount_entry(path: &str, backend_type: &str, description: &str, kind: MountKind) -> MountEntry {
+pub(crate) fn new_mount_entry(
+    path: &str,
+    backend_type: &str,
+    description: &str,
+    kind: MountKind,
+) -> MountEntry {
     mount_entry(path, backend_type, description, kind)
 }
 
 fn default_mounts() -> Vec<MountEntry> {
-    vec![mount_entry(
-        "sys/",
-        "system",
-        "system endpoints used for control, policy and debugging",
+    let mut cubbyhole = mount_entry(
+        "cubbyhole/",
+        "cubbyhole",
+        "per-token private secret storage",
         MountKind::Secret,
-    )]
+    );
+    cubbyhole.local = true;
+    vec![
+        mount_entry(
+            "sys/",
+            "system",
+            "system endpoints used for control, policy and debugging",
+            MountKind::Secret,
+        ),
+        cubbyhole,
+    ]
 }
 
 fn default_auth() -> Vec<MountEntry> {
-    let mut token = mount_entry("token/", "token", "token based credentials", MountKind::Auth);
+    let mut token = mount_entry(
+        "token/",
+        "token",
+        "token based credentials",
+        MountKind::Auth,
+    );
     token.config.token_type = "default-service".into();
     vec![token]
 }
@@ -776,7 +931,11 @@ mod tests {
 
     #[test]
     fn special_path_matching() {
-        let pats = vec!["login/*".to_string(), "accessors*".to_string(), "exact".to_string()];
+        let pats = vec![
+            "login/*".to_string(),
+            "accessors*".to_string(),
+            "exact".to_string(),
+        ];
         assert!(matches_any(&pats, "login/bob"));
         assert!(matches_any(&pats, "accessors/"));
         assert!(matches_any(&pats, "exact"));

@@ -12,6 +12,7 @@ mod token;
 mod token_backend;
 mod util;
 mod view;
+mod wrapping;
 
 #[cfg(test)]
 mod tests;

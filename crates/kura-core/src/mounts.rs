@@ -129,13 +129,28 @@ impl MountEntry {
         });
         let c = config.as_object_mut().expect("object");
         if !self.config.listing_visibility.is_empty() {
-            c.insert("listing_visibility".into(), json!(self.config.listing_visibility));
+            c.insert(
+                "listing_visibility".into(),
+                json!(self.config.listing_visibility),
+            );
         }
         for (k, v) in [
-            ("audit_non_hmac_request_keys", &self.config.audit_non_hmac_request_keys),
-            ("audit_non_hmac_response_keys", &self.config.audit_non_hmac_response_keys),
-            ("passthrough_request_headers", &self.config.passthrough_request_headers),
-            ("allowed_response_headers", &self.config.allowed_response_headers),
+            (
+                "audit_non_hmac_request_keys",
+                &self.config.audit_non_hmac_request_keys,
+            ),
+            (
+                "audit_non_hmac_response_keys",
+                &self.config.audit_non_hmac_response_keys,
+            ),
+            (
+                "passthrough_request_headers",
+                &self.config.passthrough_request_headers,
+            ),
+            (
+                "allowed_response_headers",
+                &self.config.allowed_response_headers,
+            ),
         ] {
             if !v.is_empty() {
                 c.insert(k.into(), json!(v));
@@ -163,7 +178,10 @@ impl MountEntry {
             "type": self.backend_type,
             "uuid": self.uuid,
         });
-        if matches!(self.backend_type.as_str(), "kv" | "userpass" | "approle" | "transit" | "pki") {
+        if matches!(
+            self.backend_type.as_str(),
+            "kv" | "userpass" | "approle" | "transit" | "pki"
+        ) {
             v["deprecation_status"] = json!("supported");
         }
         v
@@ -238,7 +256,11 @@ impl Router {
 
     /// All mounts of one kind, sorted by path.
     pub fn entries(&self, kind: MountKind) -> Vec<&Arc<Mounted>> {
-        let mut v: Vec<_> = self.mounts.iter().filter(|m| m.entry.kind == kind).collect();
+        let mut v: Vec<_> = self
+            .mounts
+            .iter()
+            .filter(|m| m.entry.kind == kind)
+            .collect();
         v.sort_by(|a, b| a.entry.path.cmp(&b.entry.path));
         v
     }

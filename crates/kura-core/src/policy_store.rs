@@ -49,6 +49,17 @@ impl PolicyStore {
         if let Some(p) = self.parsed.read().expect("policy lock").get(&name) {
             return Ok(Some(p.clone()));
         }
+        if name == kura_policy::RESPONSE_WRAPPING_POLICY_NAME {
+            let policy = Arc::new(
+                Policy::parse(&name, kura_policy::RESPONSE_WRAPPING_POLICY)
+                    .map_err(|e| LogicalError::Internal(e.to_string()))?,
+            );
+            self.parsed
+                .write()
+                .expect("policy lock")
+                .insert(name, policy.clone());
+            return Ok(Some(policy));
+        }
         let Some(stored) = self.view.get_json::<StoredPolicy>(&name).await? else {
             return Ok(None);
         };

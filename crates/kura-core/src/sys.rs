@@ -38,6 +38,10 @@ enum S {
     CapabilitiesSelf,
     CapabilitiesAccessor,
     RekeyBackup,
+    Wrap,
+    Unwrap,
+    WrapLookup,
+    Rewrap,
 }
 
 use FieldType as T;
@@ -92,18 +96,38 @@ fn table() -> PathTable<S> {
         ]
     };
     PathTable::new(vec![
-        (PathSpec::new("seal", &[O::Update], "Seal the node"), S::Seal),
-        (PathSpec::new("key-status", &[O::Read], "Barrier key status"), S::KeyStatus),
-        (PathSpec::new("rotate(/keyring)?", &[O::Update], "Rotate the barrier key"), S::Rotate),
-        (PathSpec::new("mounts/?", &[O::Read], "List secrets engines"), S::Mounts),
         (
-            PathSpec::new("mounts/(?P<path>.+?)/tune/?", &[O::Read, O::Update], "Tune a mount")
-                .fields(tune_fields()),
+            PathSpec::new("seal", &[O::Update], "Seal the node"),
+            S::Seal,
+        ),
+        (
+            PathSpec::new("key-status", &[O::Read], "Barrier key status"),
+            S::KeyStatus,
+        ),
+        (
+            PathSpec::new("rotate(/keyring)?", &[O::Update], "Rotate the barrier key"),
+            S::Rotate,
+        ),
+        (
+            PathSpec::new("mounts/?", &[O::Read], "List secrets engines"),
+            S::Mounts,
+        ),
+        (
+            PathSpec::new(
+                "mounts/(?P<path>.+?)/tune/?",
+                &[O::Read, O::Update],
+                "Tune a mount",
+            )
+            .fields(tune_fields()),
             S::MountTune,
         ),
         (
-            PathSpec::new("mounts/(?P<path>.+)", &[O::Read, O::Update, O::Delete], "A mount")
-                .fields(mount_fields()),
+            PathSpec::new(
+                "mounts/(?P<path>.+)",
+                &[O::Read, O::Update, O::Delete],
+                "A mount",
+            )
+            .fields(mount_fields()),
             S::Mount,
         ),
         (
@@ -118,48 +142,118 @@ fn table() -> PathTable<S> {
                 .fields(vec![FieldSpec::new("id", T::String, "")]),
             S::RemountStatus,
         ),
-        (PathSpec::new("internal/ui/mounts/?", &[O::Read], "Mounts for the UI"), S::UiMounts),
         (
-            PathSpec::new("internal/ui/mounts/(?P<path>.+)", &[O::Read], "One mount for the UI")
-                .fields(vec![path()]),
+            PathSpec::new("internal/ui/mounts/?", &[O::Read], "Mounts for the UI"),
+            S::UiMounts,
+        ),
+        (
+            PathSpec::new(
+                "internal/ui/mounts/(?P<path>.+)",
+                &[O::Read],
+                "One mount for the UI",
+            )
+            .fields(vec![path()]),
             S::UiMount,
         ),
-        (PathSpec::new("auth/?", &[O::Read], "List auth methods"), S::Auths),
         (
-            PathSpec::new("auth/(?P<path>.+?)/tune/?", &[O::Read, O::Update], "Tune an auth method")
-                .fields(tune_fields()),
+            PathSpec::new("auth/?", &[O::Read], "List auth methods"),
+            S::Auths,
+        ),
+        (
+            PathSpec::new(
+                "auth/(?P<path>.+?)/tune/?",
+                &[O::Read, O::Update],
+                "Tune an auth method",
+            )
+            .fields(tune_fields()),
             S::AuthTune,
         ),
         (
-            PathSpec::new("auth/(?P<path>.+)", &[O::Read, O::Update, O::Delete], "An auth method")
-                .fields(mount_fields()),
+            PathSpec::new(
+                "auth/(?P<path>.+)",
+                &[O::Read, O::Update, O::Delete],
+                "An auth method",
+            )
+            .fields(mount_fields()),
             S::Auth,
         ),
-        (PathSpec::new("policy/?", &[O::Read, O::List], "List policies"), S::PolicyList),
         (
-            PathSpec::new("policy/(?P<name>.+)", &[O::Read, O::Update, O::Delete], "A policy")
-                .fields(policy_fields()),
+            PathSpec::new("policy/?", &[O::Read, O::List], "List policies"),
+            S::PolicyList,
+        ),
+        (
+            PathSpec::new(
+                "policy/(?P<name>.+)",
+                &[O::Read, O::Update, O::Delete],
+                "A policy",
+            )
+            .fields(policy_fields()),
             S::Policy,
         ),
-        (PathSpec::new("policies/acl/?", &[O::List], "List ACL policies"), S::AclList),
         (
-            PathSpec::new("policies/acl/(?P<name>.+)", &[O::Read, O::Update, O::Delete], "An ACL policy")
-                .fields(policy_fields()),
+            PathSpec::new("policies/acl/?", &[O::List], "List ACL policies"),
+            S::AclList,
+        ),
+        (
+            PathSpec::new(
+                "policies/acl/(?P<name>.+)",
+                &[O::Read, O::Update, O::Delete],
+                "An ACL policy",
+            )
+            .fields(policy_fields()),
             S::Acl,
         ),
         (
-            PathSpec::new("rekey/(recovery-key-)?backup", &[O::Read, O::Delete], "Backed-up unseal keys"),
+            PathSpec::new("wrapping/wrap", &[O::Update], "Wrap arbitrary data"),
+            S::Wrap,
+        ),
+        (
+            PathSpec::new("wrapping/unwrap", &[O::Update], "Unwrap a wrapped response")
+                .fields(vec![FieldSpec::new("token", T::String, "")]),
+            S::Unwrap,
+        ),
+        (
+            PathSpec::new(
+                "wrapping/lookup",
+                &[O::Read, O::Update],
+                "Look up a wrapping token",
+            )
+            .fields(vec![FieldSpec::new("token", T::String, "")]),
+            S::WrapLookup,
+        ),
+        (
+            PathSpec::new("wrapping/rewrap", &[O::Update], "Rewrap a wrapped response")
+                .fields(vec![FieldSpec::new("token", T::String, "")]),
+            S::Rewrap,
+        ),
+        (
+            PathSpec::new(
+                "rekey/(recovery-key-)?backup",
+                &[O::Read, O::Delete],
+                "Backed-up unseal keys",
+            ),
             S::RekeyBackup,
         ),
-        (PathSpec::new("capabilities", &[O::Update], "Capabilities of a token").fields(caps()), S::Capabilities),
         (
-            PathSpec::new("capabilities-self", &[O::Update], "Capabilities of the caller")
-                .fields(caps()),
+            PathSpec::new("capabilities", &[O::Update], "Capabilities of a token").fields(caps()),
+            S::Capabilities,
+        ),
+        (
+            PathSpec::new(
+                "capabilities-self",
+                &[O::Update],
+                "Capabilities of the caller",
+            )
+            .fields(caps()),
             S::CapabilitiesSelf,
         ),
         (
-            PathSpec::new("capabilities-accessor", &[O::Update], "Capabilities by accessor")
-                .fields(caps()),
+            PathSpec::new(
+                "capabilities-accessor",
+                &[O::Update],
+                "Capabilities by accessor",
+            )
+            .fields(caps()),
             S::CapabilitiesAccessor,
         ),
     ])
@@ -173,11 +267,24 @@ fn sys_table() -> &'static PathTable<S> {
 /// Special paths of `sys/` (relative): sudo-only paths.
 pub(crate) fn special_paths() -> SpecialPaths {
     SpecialPaths {
-        unauthenticated: Vec::new(),
+        unauthenticated: vec!["wrapping/lookup".to_string()],
         root: [
-            "auth/*", "remount", "audit", "audit/*", "raw", "raw/*", "rotate", "rotate/*",
-            "seal", "step-down", "revoke-prefix/*", "revoke-force/*", "leases/revoke-prefix/*",
-            "leases/revoke-force/*", "leases/lookup/*", "config/*",
+            "auth/*",
+            "remount",
+            "audit",
+            "audit/*",
+            "raw",
+            "raw/*",
+            "rotate",
+            "rotate/*",
+            "seal",
+            "step-down",
+            "revoke-prefix/*",
+            "revoke-force/*",
+            "leases/revoke-prefix/*",
+            "leases/revoke-force/*",
+            "leases/lookup/*",
+            "config/*",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -200,7 +307,8 @@ fn raw_json(status: u16, v: Value) -> Response {
 /// A response whose data OpenBao also copies to the top level of the envelope.
 fn legacy(v: Value) -> Response {
     let mut r = Response::from_json(v);
-    r.headers.push(("x-kura-legacy-top-level".into(), "1".into()));
+    r.headers
+        .push(("x-kura-legacy-top-level".into(), "1".into()));
     r
 }
 
@@ -232,7 +340,10 @@ impl Core {
     }
 
     /// Handles the endpoints that work without a token and while sealed.
-    pub(crate) async fn handle_unauthenticated_sys(&self, req: &Request) -> Result<Option<Response>> {
+    pub(crate) async fn handle_unauthenticated_sys(
+        &self,
+        req: &Request,
+    ) -> Result<Option<Response>> {
         let path = req.path.trim_end_matches('/');
         let f = |specs: Vec<FieldSpec>| FieldData::new(req.data.clone(), Default::default(), specs);
         match (path, req.operation) {
@@ -248,8 +359,12 @@ impl Core {
                     FieldSpec::new("root_token_pgp_key", T::String, ""),
                     FieldSpec::new("stored_shares", T::Int, ""),
                 ]);
-                if !fd.strings("pgp_keys")?.is_empty() || !fd.string("root_token_pgp_key")?.is_empty() {
-                    return Err(LogicalError::bad("PGP-encrypted key shares are not supported by Kura yet"));
+                if !fd.strings("pgp_keys")?.is_empty()
+                    || !fd.string("root_token_pgp_key")?.is_empty()
+                {
+                    return Err(LogicalError::bad(
+                        "PGP-encrypted key shares are not supported by Kura yet",
+                    ));
                 }
                 let shares = fd.int("secret_shares")?;
                 let threshold = fd.int("secret_threshold")?;
@@ -334,7 +449,9 @@ impl Core {
         let code = |name: &str, default: u16| -> Result<u16> {
             match q.opt_int(name)? {
                 Some(c) if (100..600).contains(&c) => Ok(c as u16),
-                Some(_) => Err(LogicalError::bad(format!("{name} must be a valid HTTP status code"))),
+                Some(_) => Err(LogicalError::bad(format!(
+                    "{name} must be a valid HTTP status code"
+                ))),
                 None => Ok(default),
             }
         };
@@ -347,7 +464,9 @@ impl Core {
         } else if sealed {
             code("sealedcode", 503)?
         } else if standby {
-            if q.bool("standbyok")? || (q.bool("perfstandbyok")? && state == crate::HaState::ReadServingStandby) {
+            if q.bool("standbyok")?
+                || (q.bool("perfstandbyok")? && state == crate::HaState::ReadServingStandby)
+            {
                 code("activecode", 200)?
             } else if state == crate::HaState::ReadServingStandby {
                 code("performancestandbycode", code("standbycode", 429)?)?
@@ -374,7 +493,11 @@ impl Core {
     }
 
     /// Handles an authenticated `sys/` request (ACL already checked).
-    pub(crate) async fn handle_sys(&self, rt: &Arc<Runtime>, req: &Request) -> Result<Option<Response>> {
+    pub(crate) async fn handle_sys(
+        &self,
+        rt: &Arc<Runtime>,
+        req: &Request,
+    ) -> Result<Option<Response>> {
         let route = match sys_table().route(req) {
             Ok(r) => r,
             Err(LogicalError::UnsupportedPath) => {
@@ -392,7 +515,10 @@ impl Core {
                 Ok(None)
             }
             S::KeyStatus => {
-                let ks = self.barrier.key_status().map_err(crate::view::barrier_err)?;
+                let ks = self
+                    .barrier
+                    .key_status()
+                    .map_err(crate::view::barrier_err)?;
                 Ok(Some(legacy(json!({
                     "term": ks.term,
                     "install_time": rfc3339(ks.install_time),
@@ -400,7 +526,10 @@ impl Core {
                 }))))
             }
             S::Rotate => {
-                self.barrier.rotate().await.map_err(crate::view::barrier_err)?;
+                self.barrier
+                    .rotate()
+                    .await
+                    .map_err(crate::view::barrier_err)?;
                 Ok(None)
             }
             S::Mounts => {
@@ -420,7 +549,11 @@ impl Core {
                 Ok(Some(legacy(Value::Object(data))))
             }
             S::Mount | S::Auth => {
-                let kind = if route.id == S::Mount { MountKind::Secret } else { MountKind::Auth };
+                let kind = if route.id == S::Mount {
+                    MountKind::Secret
+                } else {
+                    MountKind::Auth
+                };
                 let path = normalize_mount_path(&f.string("path")?);
                 match req.operation {
                     O::Read => {
@@ -435,7 +568,9 @@ impl Core {
                             .map(|m| m.entry.to_api());
                         match found {
                             Some(v) => Ok(Some(legacy(v))),
-                            None => Err(LogicalError::bad(format!("no matching mount at {path:?}"))),
+                            None => {
+                                Err(LogicalError::bad(format!("no matching mount at {path:?}")))
+                            }
                         }
                     }
                     O::Delete => {
@@ -457,16 +592,31 @@ impl Core {
                             options.insert("version".into(), "2".into());
                         }
                         if backend_type.is_empty() {
-                            return Err(LogicalError::bad("backend type must be specified as a string"));
+                            return Err(LogicalError::bad(
+                                "backend type must be specified as a string",
+                            ));
                         }
                         let description = f.string("description")?;
-                        mount_engine(self, &path, &backend_type, &description, config, options, kind).await?;
+                        mount_engine(
+                            self,
+                            &path,
+                            &backend_type,
+                            &description,
+                            config,
+                            options,
+                            kind,
+                        )
+                        .await?;
                         Ok(None)
                     }
                 }
             }
             S::MountTune | S::AuthTune => {
-                let kind = if route.id == S::MountTune { MountKind::Secret } else { MountKind::Auth };
+                let kind = if route.id == S::MountTune {
+                    MountKind::Secret
+                } else {
+                    MountKind::Auth
+                };
                 let path = normalize_mount_path(&f.string("path")?);
                 if req.operation == O::Read {
                     return tune_read(self, rt, &path, kind).map(Some);
@@ -479,6 +629,27 @@ impl Core {
                 let to = f.string("to")?;
                 let id = remount(self, rt, &from, &to).await?;
                 Ok(Some(legacy(json!({ "migration_id": id }))))
+            }
+            S::Wrap => {
+                if req.data.is_empty() {
+                    return Err(LogicalError::bad("empty request body"));
+                }
+                Ok(Some(Response::with_data(req.data.clone())))
+            }
+            S::Unwrap | S::WrapLookup | S::Rewrap => {
+                let mut token = f.string("token")?;
+                if token.is_empty() {
+                    token = req.client_token.clone();
+                }
+                if token.is_empty() {
+                    return Err(LogicalError::bad("no wrapping token supplied"));
+                }
+                let resp = match route.id {
+                    S::Unwrap => self.unwrap(rt, &token).await?,
+                    S::WrapLookup => self.wrapping_lookup(rt, &token).await?,
+                    _ => self.rewrap(rt, &token).await?,
+                };
+                Ok(Some(resp))
             }
             S::RekeyBackup => match req.operation {
                 // Kura never backs up unseal keys (PGP-encrypted shares are not supported), so
@@ -508,7 +679,9 @@ impl Core {
                         MountKind::Auth => auth.insert(m.entry.path.clone(), m.entry.to_api()),
                     };
                 }
-                Ok(Some(Response::from_json(json!({ "secret": secret, "auth": auth }))))
+                Ok(Some(Response::from_json(
+                    json!({ "secret": secret, "auth": auth }),
+                )))
             }
             S::UiMount => {
                 let p = f.string("path")?;
@@ -571,14 +744,18 @@ impl Core {
                         }
                         // The API also accepts base64-encoded policies.
                         if !text.is_empty() && !text.contains('"') && !text.contains('{') {
-                            if let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(text.trim()) {
+                            if let Ok(decoded) =
+                                base64::engine::general_purpose::STANDARD.decode(text.trim())
+                            {
                                 if let Ok(s) = String::from_utf8(decoded) {
                                     text = s;
                                 }
                             }
                         }
                         if text.trim().is_empty() {
-                            return Err(LogicalError::bad("'policy' parameter not supplied or empty"));
+                            return Err(LogicalError::bad(
+                                "'policy' parameter not supplied or empty",
+                            ));
                         }
                         rt.policies.set(&name, &text).await?;
                         Ok(None)
@@ -589,7 +766,11 @@ impl Core {
                 let entry = match route.id {
                     S::CapabilitiesSelf => {
                         let t = f.string("token")?;
-                        let t = if t.is_empty() { req.client_token.clone() } else { t };
+                        let t = if t.is_empty() {
+                            req.client_token.clone()
+                        } else {
+                            t
+                        };
                         rt.tokens.lookup(&t).await?
                     }
                     S::Capabilities => rt.tokens.lookup(&f.string("token")?).await?,
@@ -607,7 +788,10 @@ impl Core {
                 let acl = rt.policies.acl(&entry.policies).await?;
                 let mut data = Map::new();
                 for p in &paths {
-                    data.insert(p.clone(), json!(acl.capabilities(p.trim_start_matches('/'))));
+                    data.insert(
+                        p.clone(),
+                        json!(acl.capabilities(p.trim_start_matches('/'))),
+                    );
                 }
                 if paths.len() == 1 {
                     let c = data[&paths[0]].clone();
@@ -648,7 +832,9 @@ fn parse_mount_input(f: &FieldData) -> Result<(MountConfig, BTreeMap<String, Str
         token_type: cf.string("token_type")?,
     };
     if config.max_lease_ttl != 0 && config.default_lease_ttl > config.max_lease_ttl {
-        return Err(LogicalError::bad("given default lease TTL greater than given max lease TTL"));
+        return Err(LogicalError::bad(
+            "given default lease TTL greater than given max lease TTL",
+        ));
     }
     let options = f.opt_kv_pairs("options")?.unwrap_or_default();
     Ok((config, options))
@@ -673,10 +859,14 @@ pub(crate) async fn mount_engine(
         return Err(LogicalError::bad("mount path cannot be empty"));
     }
     if kind == MountKind::Secret && RESERVED.iter().any(|r| path.starts_with(r)) {
-        return Err(LogicalError::bad(format!("cannot mount at reserved path {path:?}")));
+        return Err(LogicalError::bad(format!(
+            "cannot mount at reserved path {path:?}"
+        )));
     }
     if kind == MountKind::Auth && backend_type == "token" {
-        return Err(LogicalError::bad("token credential backend cannot be instantiated"));
+        return Err(LogicalError::bad(
+            "token credential backend cannot be instantiated",
+        ));
     }
     let mut entry = new_mount_entry(&path, backend_type, description, kind);
     let route = entry.route_path();
@@ -684,11 +874,17 @@ pub(crate) async fn mount_engine(
     for m in router.all() {
         let existing = m.entry.route_path();
         if route.starts_with(&existing) || existing.starts_with(&route) {
-            return Err(LogicalError::bad(format!("path is already in use at {}", m.entry.path)));
+            return Err(LogicalError::bad(format!(
+                "path is already in use at {}",
+                m.entry.path
+            )));
         }
     }
     if kind == MountKind::Secret && route.starts_with(&rt.system_mount.path) {
-        return Err(LogicalError::bad(format!("path is already in use at {}", rt.system_mount.path)));
+        return Err(LogicalError::bad(format!(
+            "path is already in use at {}",
+            rt.system_mount.path
+        )));
     }
     entry.config = config;
     entry.options = options;
@@ -707,7 +903,9 @@ async fn unmount(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind) ->
         return Err(LogicalError::bad(format!("cannot unmount {path:?}")));
     }
     if kind == MountKind::Auth && path == "token/" {
-        return Err(LogicalError::bad("token credential backend cannot be disabled"));
+        return Err(LogicalError::bad(
+            "token credential backend cannot be disabled",
+        ));
     }
     let router = rt.router();
     let Some(target) = router
@@ -754,7 +952,8 @@ fn find_mount(rt: &Runtime, path: &str, kind: MountKind) -> Result<Arc<Mounted>>
 
 fn tune_read(core: &Core, rt: &Runtime, path: &str, kind: MountKind) -> Result<Response> {
     use kura_logical::SystemView;
-    let (entry, default_ttl, max_ttl) = if kind == MountKind::Secret && path == rt.system_mount.path {
+    let (entry, default_ttl, max_ttl) = if kind == MountKind::Secret && path == rt.system_mount.path
+    {
         (
             rt.system_mount.clone(),
             core.config.default_lease_ttl,
@@ -762,7 +961,11 @@ fn tune_read(core: &Core, rt: &Runtime, path: &str, kind: MountKind) -> Result<R
         )
     } else {
         let m = find_mount(rt, path, kind)?;
-        (m.entry.clone(), m.view.default_lease_ttl(), m.view.max_lease_ttl())
+        (
+            m.entry.clone(),
+            m.view.default_lease_ttl(),
+            m.view.max_lease_ttl(),
+        )
     };
     let mut v = json!({
         "default_lease_ttl": default_ttl.as_secs(),
@@ -774,10 +977,22 @@ fn tune_read(core: &Core, rt: &Runtime, path: &str, kind: MountKind) -> Result<R
         v["options"] = json!(entry.options);
     }
     for (k, list) in [
-        ("audit_non_hmac_request_keys", &entry.config.audit_non_hmac_request_keys),
-        ("audit_non_hmac_response_keys", &entry.config.audit_non_hmac_response_keys),
-        ("passthrough_request_headers", &entry.config.passthrough_request_headers),
-        ("allowed_response_headers", &entry.config.allowed_response_headers),
+        (
+            "audit_non_hmac_request_keys",
+            &entry.config.audit_non_hmac_request_keys,
+        ),
+        (
+            "audit_non_hmac_response_keys",
+            &entry.config.audit_non_hmac_response_keys,
+        ),
+        (
+            "passthrough_request_headers",
+            &entry.config.passthrough_request_headers,
+        ),
+        (
+            "allowed_response_headers",
+            &entry.config.allowed_response_headers,
+        ),
     ] {
         if !list.is_empty() {
             v[k] = json!(list);
@@ -801,7 +1016,13 @@ fn tune_ttl(v: &Value, name: &str) -> Result<Option<u64>> {
     }
 }
 
-async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind, f: &FieldData) -> Result<()> {
+async fn tune_write(
+    core: &Core,
+    rt: &Arc<Runtime>,
+    path: &str,
+    kind: MountKind,
+    f: &FieldData,
+) -> Result<()> {
     let _guard = core.state_lock.lock().await;
     if kind == MountKind::Secret && path == rt.system_mount.path {
         return Err(LogicalError::bad("cannot tune the system mount"));
@@ -818,9 +1039,15 @@ async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind,
             entry.config.max_lease_ttl = t;
         }
     }
-    let max = if entry.config.max_lease_ttl == 0 { core.config.max_lease_ttl.as_secs() } else { entry.config.max_lease_ttl };
+    let max = if entry.config.max_lease_ttl == 0 {
+        core.config.max_lease_ttl.as_secs()
+    } else {
+        entry.config.max_lease_ttl
+    };
     if entry.config.default_lease_ttl > max {
-        return Err(LogicalError::bad("default lease TTL cannot be greater than max lease TTL"));
+        return Err(LogicalError::bad(
+            "default lease TTL cannot be greater than max lease TTL",
+        ));
     }
     if let Some(d) = f.opt_string("description")? {
         entry.description = d;
@@ -835,10 +1062,22 @@ async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind,
         entry.config.listing_visibility = v;
     }
     for (name, slot) in [
-        ("audit_non_hmac_request_keys", &mut entry.config.audit_non_hmac_request_keys),
-        ("audit_non_hmac_response_keys", &mut entry.config.audit_non_hmac_response_keys),
-        ("passthrough_request_headers", &mut entry.config.passthrough_request_headers),
-        ("allowed_response_headers", &mut entry.config.allowed_response_headers),
+        (
+            "audit_non_hmac_request_keys",
+            &mut entry.config.audit_non_hmac_request_keys,
+        ),
+        (
+            "audit_non_hmac_response_keys",
+            &mut entry.config.audit_non_hmac_response_keys,
+        ),
+        (
+            "passthrough_request_headers",
+            &mut entry.config.passthrough_request_headers,
+        ),
+        (
+            "allowed_response_headers",
+            &mut entry.config.allowed_response_headers,
+        ),
     ] {
         if let Some(v) = f.opt_strings(name)? {
             *slot = v;
@@ -846,7 +1085,9 @@ async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind,
     }
     if let Some(t) = f.opt_string("token_type")? {
         if kind != MountKind::Auth {
-            return Err(LogicalError::bad("'token_type' can only be modified on auth mounts"));
+            return Err(LogicalError::bad(
+                "'token_type' can only be modified on auth mounts",
+            ));
         }
         entry.config.token_type = t;
     }
@@ -854,9 +1095,15 @@ async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind,
     if let Some(opts) = f.opt_kv_pairs("options")? {
         for (k, v) in opts {
             if k == "version" && entry.backend_type == "kv" {
-                let old = entry.options.get("version").cloned().unwrap_or_else(|| "1".into());
+                let old = entry
+                    .options
+                    .get("version")
+                    .cloned()
+                    .unwrap_or_else(|| "1".into());
                 if v == "1" && old == "2" {
-                    return Err(LogicalError::bad("cannot downgrade mount from KV version 2 to KV version 1"));
+                    return Err(LogicalError::bad(
+                        "cannot downgrade mount from KV version 2 to KV version 1",
+                    ));
                 }
                 if v != old {
                     restart = true;
@@ -880,7 +1127,13 @@ async fn tune_write(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind,
     let all: Vec<Arc<Mounted>> = router
         .all()
         .iter()
-        .map(|x| if Arc::ptr_eq(x, &m) { replacement.clone() } else { x.clone() })
+        .map(|x| {
+            if Arc::ptr_eq(x, &m) {
+                replacement.clone()
+            } else {
+                x.clone()
+            }
+        })
         .collect();
     let new_router = Router::new(all);
     core.persist_tables(rt, &new_router).await?;
@@ -893,13 +1146,17 @@ async fn remount(core: &Core, rt: &Arc<Runtime>, from: &str, to: &str) -> Result
     let (from_kind, from_path) = split_kind(from);
     let (to_kind, to_path) = split_kind(to);
     if from_kind != to_kind {
-        return Err(LogicalError::bad("cannot remount between secrets engines and auth methods"));
+        return Err(LogicalError::bad(
+            "cannot remount between secrets engines and auth methods",
+        ));
     }
     if from_path == "/" || to_path == "/" {
         return Err(LogicalError::bad("'from' and 'to' must be specified"));
     }
     if to_kind == MountKind::Secret && RESERVED.iter().any(|r| to_path.starts_with(r)) {
-        return Err(LogicalError::bad(format!("cannot remount to reserved path {to_path:?}")));
+        return Err(LogicalError::bad(format!(
+            "cannot remount to reserved path {to_path:?}"
+        )));
     }
     let router = rt.router();
     let m = router
@@ -917,7 +1174,10 @@ async fn remount(core: &Core, rt: &Arc<Runtime>, from: &str, to: &str) -> Result
         }
         let existing = other.entry.route_path();
         if new_route.starts_with(&existing) || existing.starts_with(&new_route) {
-            return Err(LogicalError::bad(format!("path already in use at {:?}", other.entry.path)));
+            return Err(LogicalError::bad(format!(
+                "path already in use at {:?}",
+                other.entry.path
+            )));
         }
     }
     let moved = core.instantiate(entry, &rt.tokens, &rt.policies)?;
@@ -925,7 +1185,13 @@ async fn remount(core: &Core, rt: &Arc<Runtime>, from: &str, to: &str) -> Result
     let all: Vec<Arc<Mounted>> = router
         .all()
         .iter()
-        .map(|x| if Arc::ptr_eq(x, &m) { moved.clone() } else { x.clone() })
+        .map(|x| {
+            if Arc::ptr_eq(x, &m) {
+                moved.clone()
+            } else {
+                x.clone()
+            }
+        })
         .collect();
     let new_router = Router::new(all);
     core.persist_tables(rt, &new_router).await?;

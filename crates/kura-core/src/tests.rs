@@ -21,15 +21,26 @@ async fn harness() -> Harness {
     let physical = Arc::new(InmemBackend::new());
     let mut f: BTreeMap<String, BackendFactory> = BTreeMap::new();
     f.insert("kv".into(), Arc::new(kura_engines::kv_factory));
+    f.insert(
+        "cubbyhole".into(),
+        Arc::new(kura_engines::cubbyhole_factory),
+    );
     let core = Core::new(CoreConfig::default(), physical.clone(), f);
     let init = core.initialize(3, 2).await.unwrap();
     assert!(core.is_sealed());
     core.unseal_with_keys(&init.keys[1..]).await.unwrap();
     let mut opts = BTreeMap::new();
     opts.insert("version".to_string(), "2".to_string());
-    core.mount("secret/", "kv", "", MountConfig::default(), opts, MountKind::Secret)
-        .await
-        .unwrap();
+    core.mount(
+        "secret/",
+        "kv",
+        "",
+        MountConfig::default(),
+        opts,
+        MountKind::Secret,
+    )
+    .await
+    .unwrap();
     Harness {
         core,
         physical,
@@ -38,7 +49,13 @@ async fn harness() -> Harness {
 }
 
 impl Harness {
-    async fn call(&self, op: Operation, path: &str, token: &str, data: Value) -> Result<Response, LogicalError> {
+    async fn call(
+        &self,
+        op: Operation,
+        path: &str,
+        token: &str,
+        data: Value,
+    ) -> Result<Response, LogicalError> {
         let mut req = Request::new(op, path);
         req.client_token = token.to_string();
         if let Value::Object(m) = data {
@@ -56,9 +73,14 @@ impl Harness {
     }
 
     async fn policy(&self, name: &str, text: &str) {
-        self.call(Operation::Update, &format!("sys/policy/{name}"), &self.root, json!({ "policy": text }))
-            .await
-            .unwrap();
+        self.call(
+            Operation::Update,
+            &format!("sys/policy/{name}"),
+            &self.root,
+            json!({ "policy": text }),
+        )
+        .await
+        .unwrap();
     }
 }
 
@@ -88,11 +110,18 @@ async fn init_unseal_seal_cycle() {
     let err = core.submit_unseal_key(&wrong).await.unwrap_err();
     assert_eq!(err.status(), 400);
     assert!(core.is_sealed());
-    assert_eq!(core.unseal_progress().await.0, 0, "progress reset after failure");
+    assert_eq!(
+        core.unseal_progress().await.0,
+        0,
+        "progress reset after failure"
+    );
     // The right keys unseal.
     assert!(!core.submit_unseal_key(&init.keys[4]).await.unwrap());
     assert_eq!(core.unseal_progress().await.0, 1);
-    assert!(!core.submit_unseal_key(&init.keys[4]).await.unwrap(), "duplicate share ignored");
+    assert!(
+        !core.submit_unseal_key(&init.keys[4]).await.unwrap(),
+        "duplicate share ignored"
+    );
     assert!(!core.submit_unseal_key(&init.keys[0]).await.unwrap());
     assert!(core.submit_unseal_key(&init.keys[3]).await.unwrap());
     assert!(!core.is_sealed());
@@ -104,18 +133,29 @@ async fn init_unseal_seal_cycle() {
 async fn secrets_never_reach_storage_in_plaintext() {
     let h = harness().await;
     let secret = "correct-horse-battery-staple-4242";
-    h.call(Operation::Update, "secret/data/app", &h.root, json!({"data": {"password": secret}}))
+    h.call(
+        Operation::Update,
+        "secret/data/app",
+        &h.root,
+        json!({"data": {"password": secret}}),
+    )
+    .await
+    .unwrap();
+    let child = h.token(json!({"policies": ["default"]})).await;
+    let r = h
+        .call(Operation::Read, "secret/data/app", &h.root, json!({}))
         .await
         .unwrap();
-    let child = h.token(json!({"policies": ["default"]})).await;
-    let r = h.call(Operation::Read, "secret/data/app", &h.root, json!({})).await.unwrap();
     assert_eq!(data(&r)["data"]["password"], secret);
     for (key, value) in h.physical.dump() {
         let text = String::from_utf8_lossy(&value);
         assert!(!text.contains(secret), "secret in plaintext at {key}");
         assert!(!text.contains(&child), "token in plaintext at {key}");
         assert!(!text.contains(&h.root), "root token in plaintext at {key}");
-        assert!(!key.contains(&child) && !key.contains(&h.root), "token in a key: {key}");
+        assert!(
+            !key.contains(&child) && !key.contains(&h.root),
+            "token in a key: {key}"
+        );
     }
 }
 
@@ -132,34 +172,107 @@ async fn policy_matrix() {
         "#,
     )
     .await;
-    h.policy("locker", r#"path "secret/data/app/*" { capabilities = ["deny"] }"#).await;
+    h.policy(
+        "locker",
+        r#"path "secret/data/app/*" { capabilities = ["deny"] }"#,
+    )
+    .await;
     let t = h.token(json!({"policies": ["app"]})).await;
     let both = h.token(json!({"policies": ["app", "locker"]})).await;
     for p in ["secret/data/app/x", "secret/data/team/shared"] {
-        h.call(Operation::Update, p, &h.root, json!({"data": {"v": 1}})).await.unwrap();
+        h.call(Operation::Update, p, &h.root, json!({"data": {"v": 1}}))
+            .await
+            .unwrap();
     }
     let ok = |r: Result<Response, LogicalError>| r.is_ok();
-    let denied = |r: Result<Response, LogicalError>| matches!(r, Err(LogicalError::PermissionDenied));
-    assert!(ok(h.call(Operation::Read, "secret/data/app/x", &t, json!({})).await));
-    assert!(ok(h.call(Operation::Update, "secret/data/app/y", &t, json!({"data": {"v": 2}})).await));
-    assert!(denied(h.call(Operation::Delete, "secret/data/app/x", &t, json!({})).await));
-    assert!(denied(h.call(Operation::Update, "secret/data/app/locked", &t, json!({"data": {}})).await));
-    assert!(ok(h.call(Operation::Read, "secret/data/team/shared", &t, json!({})).await), "+ matches a segment");
-    assert!(denied(h.call(Operation::Read, "secret/data/team/a/shared", &t, json!({})).await), "+ is one segment");
-    assert!(denied(h.call(Operation::Read, "secret/data/other", &t, json!({})).await));
-    assert!(ok(h.call(Operation::List, "secret/metadata/", &t, json!({})).await));
-    assert!(denied(h.call(Operation::Read, "secret/data/app/x", &both, json!({})).await), "deny wins");
-    assert!(denied(h.call(Operation::Read, "secret/data/app/x", "not-a-token", json!({})).await));
-    assert!(denied(h.call(Operation::Read, "sys/mounts", &t, json!({})).await));
+    let denied =
+        |r: Result<Response, LogicalError>| matches!(r, Err(LogicalError::PermissionDenied));
+    assert!(ok(h
+        .call(Operation::Read, "secret/data/app/x", &t, json!({}))
+        .await));
+    assert!(ok(h
+        .call(
+            Operation::Update,
+            "secret/data/app/y",
+            &t,
+            json!({"data": {"v": 2}})
+        )
+        .await));
+    assert!(denied(
+        h.call(Operation::Delete, "secret/data/app/x", &t, json!({}))
+            .await
+    ));
+    assert!(denied(
+        h.call(
+            Operation::Update,
+            "secret/data/app/locked",
+            &t,
+            json!({"data": {}})
+        )
+        .await
+    ));
+    assert!(
+        ok(
+            h.call(Operation::Read, "secret/data/team/shared", &t, json!({}))
+                .await
+        ),
+        "+ matches a segment"
+    );
+    assert!(
+        denied(
+            h.call(Operation::Read, "secret/data/team/a/shared", &t, json!({}))
+                .await
+        ),
+        "+ is one segment"
+    );
+    assert!(denied(
+        h.call(Operation::Read, "secret/data/other", &t, json!({}))
+            .await
+    ));
+    assert!(ok(h
+        .call(Operation::List, "secret/metadata/", &t, json!({}))
+        .await));
+    assert!(
+        denied(
+            h.call(Operation::Read, "secret/data/app/x", &both, json!({}))
+                .await
+        ),
+        "deny wins"
+    );
+    assert!(denied(
+        h.call(
+            Operation::Read,
+            "secret/data/app/x",
+            "not-a-token",
+            json!({})
+        )
+        .await
+    ));
+    assert!(denied(
+        h.call(Operation::Read, "sys/mounts", &t, json!({})).await
+    ));
     // Capabilities endpoint agrees.
     let r = h
-        .call(Operation::Update, "sys/capabilities", &h.root, json!({"token": t, "path": "secret/data/app/x"}))
+        .call(
+            Operation::Update,
+            "sys/capabilities",
+            &h.root,
+            json!({"token": t, "path": "secret/data/app/x"}),
+        )
         .await
         .unwrap();
-    assert_eq!(data(&r)["capabilities"], json!(["create", "read", "update"]));
+    assert_eq!(
+        data(&r)["capabilities"],
+        json!(["create", "read", "update"])
+    );
     // A policy that does not parse is a 400 with the reason.
     let err = h
-        .call(Operation::Update, "sys/policy/bad", &h.root, json!({"policy": "path \"x\" { capabilities = [\"reed\"] }"}))
+        .call(
+            Operation::Update,
+            "sys/policy/bad",
+            &h.root,
+            json!({"policy": "path \"x\" { capabilities = [\"reed\"] }"}),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.status(), 400);
@@ -171,23 +284,43 @@ async fn token_ttl_use_limits_and_child_revocation() {
     let h = harness().await;
     // TTL expiry.
     let short = h.token(json!({"ttl": "1s"})).await;
-    h.call(Operation::Read, "auth/token/lookup-self", &short, json!({})).await.unwrap();
+    h.call(Operation::Read, "auth/token/lookup-self", &short, json!({}))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(2100)).await;
     assert!(matches!(
-        h.call(Operation::Read, "auth/token/lookup-self", &short, json!({})).await,
+        h.call(Operation::Read, "auth/token/lookup-self", &short, json!({}))
+            .await,
         Err(LogicalError::PermissionDenied)
     ));
     // Use limit: two uses, then gone.
     let limited = h.token(json!({"num_uses": 2})).await;
     for _ in 0..2 {
-        h.call(Operation::Read, "auth/token/lookup-self", &limited, json!({})).await.unwrap();
+        h.call(
+            Operation::Read,
+            "auth/token/lookup-self",
+            &limited,
+            json!({}),
+        )
+        .await
+        .unwrap();
     }
     assert!(matches!(
-        h.call(Operation::Read, "auth/token/lookup-self", &limited, json!({})).await,
+        h.call(
+            Operation::Read,
+            "auth/token/lookup-self",
+            &limited,
+            json!({})
+        )
+        .await,
         Err(LogicalError::PermissionDenied)
     ));
     // Parent → child revocation; orphans survive.
-    h.policy("creator", r#"path "auth/token/create" { capabilities = ["update"] }"#).await;
+    h.policy(
+        "creator",
+        r#"path "auth/token/create" { capabilities = ["update"] }"#,
+    )
+    .await;
     let parent = h.token(json!({"policies": ["creator"]})).await;
     let child = h
         .call(Operation::Update, "auth/token/create", &parent, json!({}))
@@ -197,19 +330,37 @@ async fn token_ttl_use_limits_and_child_revocation() {
         .unwrap()
         .client_token;
     let orphan = h.token(json!({"no_parent": true})).await;
-    h.call(Operation::Update, "auth/token/revoke", &h.root, json!({"token": parent}))
-        .await
-        .unwrap();
+    h.call(
+        Operation::Update,
+        "auth/token/revoke",
+        &h.root,
+        json!({"token": parent}),
+    )
+    .await
+    .unwrap();
     for t in [&parent, &child] {
         assert!(matches!(
-            h.call(Operation::Read, "auth/token/lookup-self", t, json!({})).await,
+            h.call(Operation::Read, "auth/token/lookup-self", t, json!({}))
+                .await,
             Err(LogicalError::PermissionDenied)
         ));
     }
-    h.call(Operation::Read, "auth/token/lookup-self", &orphan, json!({})).await.unwrap();
+    h.call(
+        Operation::Read,
+        "auth/token/lookup-self",
+        &orphan,
+        json!({}),
+    )
+    .await
+    .unwrap();
     // A child cannot get policies its parent lacks.
     let err = h
-        .call(Operation::Update, "auth/token/create", &h.token(json!({"policies": ["creator"]})).await, json!({"policies": ["admin"]}))
+        .call(
+            Operation::Update,
+            "auth/token/create",
+            &h.token(json!({"policies": ["creator"]})).await,
+            json!({"policies": ["admin"]}),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.status(), 400);
@@ -218,25 +369,221 @@ async fn token_ttl_use_limits_and_child_revocation() {
 #[tokio::test]
 async fn mounts_enable_tune_remount_disable() {
     let h = harness().await;
-    h.call(Operation::Update, "sys/mounts/kv1", &h.root, json!({"type": "kv"})).await.unwrap();
-    let err = h.call(Operation::Update, "sys/mounts/kv1", &h.root, json!({"type": "kv"})).await.unwrap_err();
+    h.call(
+        Operation::Update,
+        "sys/mounts/kv1",
+        &h.root,
+        json!({"type": "kv"}),
+    )
+    .await
+    .unwrap();
+    let err = h
+        .call(
+            Operation::Update,
+            "sys/mounts/kv1",
+            &h.root,
+            json!({"type": "kv"}),
+        )
+        .await
+        .unwrap_err();
     assert_eq!(err.status(), 400);
-    let err = h.call(Operation::Update, "sys/mounts/x", &h.root, json!({"type": "nope"})).await.unwrap_err();
+    let err = h
+        .call(
+            Operation::Update,
+            "sys/mounts/x",
+            &h.root,
+            json!({"type": "nope"}),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("plugin not found"));
-    h.call(Operation::Update, "kv1/a", &h.root, json!({"k": "v"})).await.unwrap();
-    h.call(Operation::Update, "sys/mounts/kv1/tune", &h.root, json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"}))
+    h.call(Operation::Update, "kv1/a", &h.root, json!({"k": "v"}))
         .await
         .unwrap();
-    let r = h.call(Operation::Read, "sys/mounts/kv1/tune", &h.root, json!({})).await.unwrap();
+    h.call(
+        Operation::Update,
+        "sys/mounts/kv1/tune",
+        &h.root,
+        json!({"default_lease_ttl": "1h", "max_lease_ttl": "2h"}),
+    )
+    .await
+    .unwrap();
+    let r = h
+        .call(Operation::Read, "sys/mounts/kv1/tune", &h.root, json!({}))
+        .await
+        .unwrap();
     assert_eq!(data(&r)["default_lease_ttl"], 3600);
     assert_eq!(data(&r)["max_lease_ttl"], 7200);
-    h.call(Operation::Update, "sys/remount", &h.root, json!({"from": "kv1", "to": "kv2"})).await.unwrap();
-    let r = h.call(Operation::Read, "kv2/a", &h.root, json!({})).await.unwrap();
+    h.call(
+        Operation::Update,
+        "sys/remount",
+        &h.root,
+        json!({"from": "kv1", "to": "kv2"}),
+    )
+    .await
+    .unwrap();
+    let r = h
+        .call(Operation::Read, "kv2/a", &h.root, json!({}))
+        .await
+        .unwrap();
     assert_eq!(data(&r)["k"], "v", "data moves with the mount");
-    assert_eq!(h.call(Operation::Read, "kv1/a", &h.root, json!({})).await.unwrap_err().status(), 404);
-    h.call(Operation::Delete, "sys/mounts/kv2", &h.root, json!({})).await.unwrap();
-    let r = h.call(Operation::Read, "sys/mounts", &h.root, json!({})).await.unwrap();
+    assert_eq!(
+        h.call(Operation::Read, "kv1/a", &h.root, json!({}))
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    h.call(Operation::Delete, "sys/mounts/kv2", &h.root, json!({}))
+        .await
+        .unwrap();
+    let r = h
+        .call(Operation::Read, "sys/mounts", &h.root, json!({}))
+        .await
+        .unwrap();
     assert!(data(&r).contains_key("secret/") && !data(&r).contains_key("kv2/"));
     // Mount state survives a seal/unseal cycle (it is read back from storage).
-    h.call(Operation::Update, "sys/auth/tokens2", &h.root, json!({"type": "token"})).await.unwrap_err();
+    h.call(
+        Operation::Update,
+        "sys/auth/tokens2",
+        &h.root,
+        json!({"type": "token"}),
+    )
+    .await
+    .unwrap_err();
+}
+
+#[tokio::test]
+async fn response_wrapping_is_single_use() {
+    let h = harness().await;
+    let mut req = Request::new(Operation::Update, "auth/token/create");
+    req.client_token = h.root.clone();
+    req.wrap_ttl = Some(Duration::from_secs(60));
+    req.data = json!({"policies": ["default"]})
+        .as_object()
+        .cloned()
+        .unwrap();
+    let wrapped = h.core.handle_request(req).await.unwrap();
+    assert!(wrapped.auth.is_none(), "the token is inside the wrapper");
+    let info = wrapped.wrap_info.expect("wrap_info");
+    assert_eq!(info.ttl, 60);
+    assert_eq!(info.creation_path, "auth/token/create");
+    assert!(!info.wrapped_accessor.is_empty());
+    // Lookup does not consume it.
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/wrapping/lookup",
+            "",
+            json!({"token": info.token}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data(&r)["creation_path"], "auth/token/create");
+    // Unwrapping with the wrapping token itself.
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/wrapping/unwrap",
+            &info.token,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    let inner = r.auth.expect("wrapped auth");
+    assert_eq!(inner.accessor, info.wrapped_accessor);
+    h.call(
+        Operation::Read,
+        "auth/token/lookup-self",
+        &inner.client_token,
+        json!({}),
+    )
+    .await
+    .unwrap();
+    // A second unwrap fails, by either route.
+    assert!(h
+        .call(
+            Operation::Update,
+            "sys/wrapping/unwrap",
+            &info.token,
+            json!({})
+        )
+        .await
+        .is_err());
+    let err = h
+        .call(
+            Operation::Update,
+            "sys/wrapping/unwrap",
+            &h.root,
+            json!({"token": info.token}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400);
+    // sys/wrapping/wrap wraps arbitrary data; unwrap by body token consumes it.
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/wrapping/wrap",
+            &h.root,
+            json!({"k": "v"}),
+        )
+        .await
+        .unwrap();
+    let t = r.wrap_info.unwrap().token;
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/wrapping/unwrap",
+            &h.root,
+            json!({"token": t}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data(&r)["k"], "v");
+    assert!(h
+        .call(
+            Operation::Update,
+            "sys/wrapping/unwrap",
+            &h.root,
+            json!({"token": t})
+        )
+        .await
+        .is_err());
+}
+
+#[tokio::test]
+async fn cubbyhole_is_private_and_dies_with_its_token() {
+    let h = harness().await;
+    let a = h.token(json!({"policies": ["default"]})).await;
+    let b = h.token(json!({"policies": ["default"]})).await;
+    h.call(
+        Operation::Update,
+        "cubbyhole/note",
+        &a,
+        json!({"secret": "only-a"}),
+    )
+    .await
+    .unwrap();
+    let r = h
+        .call(Operation::Read, "cubbyhole/note", &a, json!({}))
+        .await
+        .unwrap();
+    assert_eq!(data(&r)["secret"], "only-a");
+    assert_eq!(
+        h.call(Operation::Read, "cubbyhole/note", &b, json!({}))
+            .await
+            .unwrap_err()
+            .status(),
+        404
+    );
+    let before = h.physical.dump().len();
+    h.call(Operation::Update, "auth/token/revoke-self", &a, json!({}))
+        .await
+        .unwrap();
+    let after = h.physical.dump().len();
+    assert!(
+        after + 3 <= before,
+        "token, accessor and cubbyhole entries removed ({before} → {after})"
+    );
 }

@@ -51,6 +51,9 @@ pub struct TokenEntry {
     /// Explicit maximum TTL (seconds).
     #[serde(default)]
     pub explicit_max_ttl: i64,
+    /// Maximum lifetime from the issuing mount or role (seconds, 0 = the system maximum).
+    #[serde(default)]
+    pub max_ttl: i64,
     /// Period (seconds) for periodic tokens.
     #[serde(default)]
     pub period: i64,
@@ -229,6 +232,8 @@ pub struct NewToken {
     pub ttl: Duration,
     /// Explicit max TTL.
     pub explicit_max_ttl: Duration,
+    /// Maximum lifetime (zero = the system maximum).
+    pub max_ttl: Duration,
     /// Period.
     pub period: Duration,
     /// Renewable.
@@ -243,6 +248,8 @@ pub struct NewToken {
 pub struct TokenStore {
     view: BarrierView,
     salt: Vec<u8>,
+    /// The cubbyhole mount's storage: a revoked token's cubbyhole is deleted with it.
+    cubbyhole: std::sync::RwLock<Option<BarrierView>>,
 }
 
 impl TokenStore {
@@ -256,7 +263,16 @@ impl TokenStore {
                 s
             }
         };
-        Ok(TokenStore { view, salt })
+        Ok(TokenStore {
+            view,
+            salt,
+            cubbyhole: std::sync::RwLock::new(None),
+        })
+    }
+
+    /// Sets the cubbyhole storage to clean up when tokens are revoked.
+    pub fn set_cubbyhole(&self, view: Option<BarrierView>) {
+        *self.cubbyhole.write().expect("cubbyhole lock") = view;
     }
 
     /// Salted hash of a token ID or accessor.
@@ -271,8 +287,15 @@ impl TokenStore {
             .clone()
             .unwrap_or_else(|| format!("s.{}", random_base62(24)));
         let hash = self.hash(&id);
-        if self.view.get(&format!("{ID_PREFIX}{hash}")).await?.is_some() {
-            return Err(LogicalError::bad("cannot create a token with a duplicate ID"));
+        if self
+            .view
+            .get(&format!("{ID_PREFIX}{hash}"))
+            .await?
+            .is_some()
+        {
+            return Err(LogicalError::bad(
+                "cannot create a token with a duplicate ID",
+            ));
         }
         let accessor = random_base62(24);
         let now = unix_now();
@@ -290,6 +313,7 @@ impl TokenStore {
             creation_ttl: ttl,
             expire_time: if ttl > 0 { now + ttl } else { 0 },
             explicit_max_ttl: spec.explicit_max_ttl.as_secs() as i64,
+            max_ttl: spec.max_ttl.as_secs() as i64,
             period: spec.period.as_secs() as i64,
             renewable: spec.renewable && ttl > 0,
             role: spec.role,
@@ -430,7 +454,24 @@ impl TokenStore {
                 key: format!("{PARENT_PREFIX}{}/{hash}", entry.parent),
             });
         }
-        self.view.transaction(ops).await
+        self.view.transaction(ops).await?;
+        let cubbyhole = self.cubbyhole.read().expect("cubbyhole lock").clone();
+        if let Some(cubby) = cubbyhole {
+            let keys = cubby.list_recursive(&format!("{hash}/")).await?;
+            for chunk in keys.chunks(256) {
+                cubby
+                    .transaction(
+                        chunk
+                            .iter()
+                            .map(|k| TxnOp::Delete {
+                                key: format!("{hash}/{k}"),
+                            })
+                            .collect(),
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
     }
 
     /// Every stored token (hash, expiry), for the expiration sweeper.
@@ -476,4 +517,3 @@ impl TokenStore {
 fn internal(e: serde_json::Error) -> LogicalError {
     LogicalError::Internal(e.to_string())
 }
-

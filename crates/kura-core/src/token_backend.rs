@@ -65,7 +65,12 @@ fn table() -> PathTable<P> {
     let increment = || FieldSpec::new("increment", T::Duration, "renewal increment");
     let rw = &[O::Update][..];
     PathTable::new(vec![
-        (PathSpec::new("create", rw, "Create a token").fields(create_fields()).forwarded(), P::Create),
+        (
+            PathSpec::new("create", rw, "Create a token")
+                .fields(create_fields())
+                .forwarded(),
+            P::Create,
+        ),
         (
             PathSpec::new("create-orphan", rw, "Create an orphan token")
                 .fields(create_fields())
@@ -73,19 +78,26 @@ fn table() -> PathTable<P> {
             P::CreateOrphan,
         ),
         (
-            PathSpec::new("create/(?P<role_name>[^/]+)", rw, "Create a token from a role")
-                .fields(create_fields())
-                .forwarded(),
+            PathSpec::new(
+                "create/(?P<role_name>[^/]+)",
+                rw,
+                "Create a token from a role",
+            )
+            .fields(create_fields())
+            .forwarded(),
             P::CreateRole,
         ),
         (
-            PathSpec::new("lookup", &[O::Read, O::Update], "Look up a token")
-                .fields(vec![token()]),
+            PathSpec::new("lookup", &[O::Read, O::Update], "Look up a token").fields(vec![token()]),
             P::Lookup,
         ),
         (
-            PathSpec::new("lookup-self", &[O::Read, O::Update], "Look up the caller's token")
-                .fields(vec![token()]),
+            PathSpec::new(
+                "lookup-self",
+                &[O::Read, O::Update],
+                "Look up the caller's token",
+            )
+            .fields(vec![token()]),
             P::LookupSelf,
         ),
         (
@@ -117,7 +129,10 @@ fn table() -> PathTable<P> {
                 .forwarded(),
             P::Revoke,
         ),
-        (PathSpec::new("revoke-self", rw, "Revoke the caller's token").forwarded(), P::RevokeSelf),
+        (
+            PathSpec::new("revoke-self", rw, "Revoke the caller's token").forwarded(),
+            P::RevokeSelf,
+        ),
         (
             PathSpec::new("revoke-accessor", rw, "Revoke a token by accessor")
                 .fields(vec![accessor()])
@@ -125,12 +140,19 @@ fn table() -> PathTable<P> {
             P::RevokeAccessor,
         ),
         (
-            PathSpec::new("revoke-orphan", rw, "Revoke a token, orphaning its children")
-                .fields(vec![token()])
-                .forwarded(),
+            PathSpec::new(
+                "revoke-orphan",
+                rw,
+                "Revoke a token, orphaning its children",
+            )
+            .fields(vec![token()])
+            .forwarded(),
             P::RevokeOrphan,
         ),
-        (PathSpec::new("roles/?", &[O::List], "List token roles"), P::Roles),
+        (
+            PathSpec::new("roles/?", &[O::List], "List token roles"),
+            P::Roles,
+        ),
         (
             PathSpec::new(
                 "roles/(?P<role_name>[^/]+)",
@@ -158,8 +180,14 @@ fn table() -> PathTable<P> {
             .with_existence_check(),
             P::Role,
         ),
-        (PathSpec::new("accessors/?", &[O::List], "List accessors"), P::Accessors),
-        (PathSpec::new("tidy", rw, "Tidy the token store").forwarded(), P::Tidy),
+        (
+            PathSpec::new("accessors/?", &[O::List], "List accessors"),
+            P::Accessors,
+        ),
+        (
+            PathSpec::new("tidy", rw, "Tidy the token store").forwarded(),
+            P::Tidy,
+        ),
     ])
 }
 
@@ -173,7 +201,11 @@ pub struct TokenBackend {
 
 impl TokenBackend {
     /// A token backend over the store.
-    pub fn new(store: Arc<TokenStore>, policies: Arc<PolicyStore>, system: Arc<dyn SystemView>) -> Self {
+    pub fn new(
+        store: Arc<TokenStore>,
+        policies: Arc<PolicyStore>,
+        system: Arc<dyn SystemView>,
+    ) -> Self {
         TokenBackend {
             store,
             policies,
@@ -213,13 +245,18 @@ impl TokenBackend {
         };
         let explicit_id = f.opt_string("id")?.filter(|s| !s.is_empty());
         if explicit_id.is_some() && !sudo {
-            return Err(LogicalError::bad("root or sudo privileges required to specify token id"));
+            return Err(LogicalError::bad(
+                "root or sudo privileges required to specify token id",
+            ));
         }
         let no_parent = f.bool("no_parent")?;
         if no_parent && !sudo {
-            return Err(LogicalError::bad("root or sudo privileges required to create orphan token"));
+            return Err(LogicalError::bad(
+                "root or sudo privileges required to create orphan token",
+            ));
         }
-        let orphan = kind == P::CreateOrphan || no_parent || role.as_ref().is_some_and(|r| r.orphan);
+        let orphan =
+            kind == P::CreateOrphan || no_parent || role.as_ref().is_some_and(|r| r.orphan);
 
         let requested = f.strings("policies")?;
         let no_default = f.bool("no_default_policy")?
@@ -276,7 +313,9 @@ impl TokenBackend {
         };
         let mut period = f.duration("period")?;
         if !period.is_zero() && !sudo && role.is_none() {
-            return Err(LogicalError::bad("root or sudo privileges required to create periodic token"));
+            return Err(LogicalError::bad(
+                "root or sudo privileges required to create periodic token",
+            ));
         }
         let mut explicit_max = f.duration("explicit_max_ttl")?;
         if let Some(r) = &role {
@@ -336,13 +375,23 @@ impl TokenBackend {
             .create(NewToken {
                 id: explicit_id,
                 policies: policies.clone(),
-                parent: if orphan { String::new() } else { caller.hash.clone() },
+                parent: if orphan {
+                    String::new()
+                } else {
+                    caller.hash.clone()
+                },
                 path,
                 meta: meta.clone(),
                 display_name,
                 num_uses,
                 ttl,
                 explicit_max_ttl: explicit_max,
+                max_ttl: role
+                    .as_ref()
+                    .filter(|r| r.token_max_ttl > 0)
+                    .map_or(Duration::ZERO, |r| {
+                        Duration::from_secs(r.token_max_ttl as u64)
+                    }),
                 period,
                 renewable,
                 role: role.as_ref().map(|r| r.name.clone()).unwrap_or_default(),
@@ -370,13 +419,20 @@ impl TokenBackend {
         Ok(Some(resp))
     }
 
-    async fn renew(&self, mut entry: TokenEntry, increment: Duration, client_token: String) -> Result<Option<Response>> {
+    async fn renew(
+        &self,
+        mut entry: TokenEntry,
+        increment: Duration,
+        client_token: String,
+    ) -> Result<Option<Response>> {
         if !entry.renewable {
             return Err(LogicalError::bad("lease is not renewable"));
         }
         let now = unix_now();
         let max = if entry.explicit_max_ttl > 0 {
             entry.explicit_max_ttl
+        } else if entry.max_ttl > 0 {
+            entry.max_ttl
         } else {
             self.system.max_lease_ttl().as_secs() as i64
         };
@@ -392,13 +448,11 @@ impl TokenBackend {
         };
         let mut warnings = Vec::new();
         let mut expire = now + wanted;
-        if entry.period == 0 || entry.explicit_max_ttl > 0 {
-            if expire > hard_end {
-                expire = hard_end;
-                warnings.push(
-                    "TTL of the token was capped by its max TTL; it will expire then".to_string(),
-                );
-            }
+        if (entry.period == 0 || entry.explicit_max_ttl > 0) && expire > hard_end {
+            expire = hard_end;
+            warnings.push(
+                "TTL of the token was capped by its max TTL; it will expire then".to_string(),
+            );
         }
         entry.expire_time = expire;
         self.store.save(&entry).await?;
@@ -408,7 +462,11 @@ impl TokenBackend {
                 accessor: entry.accessor.clone(),
                 policies: entry.policies.clone(),
                 token_policies: entry.policies.clone(),
-                metadata: if entry.meta.is_empty() { None } else { Some(entry.meta.clone()) },
+                metadata: if entry.meta.is_empty() {
+                    None
+                } else {
+                    Some(entry.meta.clone())
+                },
                 lease_duration: entry.ttl(now) as u64,
                 renewable: entry.renewable,
                 entity_id: entry.entity_id.clone(),
@@ -423,7 +481,11 @@ impl TokenBackend {
         Ok(Some(resp))
     }
 
-    async fn entry_for_token_field(&self, f: &FieldData, req: &Request) -> Result<(TokenEntry, String)> {
+    async fn entry_for_token_field(
+        &self,
+        f: &FieldData,
+        req: &Request,
+    ) -> Result<(TokenEntry, String)> {
         let mut token = f.string("token")?;
         if token.is_empty() {
             token = req.client_token.clone();
@@ -470,7 +532,10 @@ impl TokenBackend {
         if f.is_set("orphan") {
             role.orphan = f.bool("orphan")?;
         }
-        for (field, alias) in [("token_period", "period"), ("token_explicit_max_ttl", "explicit_max_ttl")] {
+        for (field, alias) in [
+            ("token_period", "period"),
+            ("token_explicit_max_ttl", "explicit_max_ttl"),
+        ] {
             let v = if f.is_set(field) {
                 Some(f.duration(field)?)
             } else if f.is_set(alias) {
@@ -516,9 +581,15 @@ impl TokenBackend {
             }
             "service" | "default-service" | "default" => tt,
             "batch" | "default-batch" => {
-                return Err(LogicalError::bad("batch tokens are not supported by Kura yet"))
+                return Err(LogicalError::bad(
+                    "batch tokens are not supported by Kura yet",
+                ))
             }
-            other => return Err(LogicalError::bad(format!("invalid 'token_type' value {other:?}"))),
+            other => {
+                return Err(LogicalError::bad(format!(
+                    "invalid 'token_type' value {other:?}"
+                )))
+            }
         };
         self.store.set_role(&role).await?;
         Ok(None)
@@ -529,7 +600,13 @@ impl TokenBackend {
 fn sanitize_display(s: &str) -> String {
     s.to_lowercase()
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -659,4 +736,3 @@ impl LogicalBackend for TokenBackend {
         }
     }
 }
-

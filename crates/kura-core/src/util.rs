@@ -68,6 +68,42 @@ pub fn salted_hash(salt: &[u8], data: &str) -> String {
     hex::encode(hmac::sign(&key, data.as_bytes()).as_ref())
 }
 
+/// True if `ip` lies inside `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address).
+pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    let (net, bits) = match cidr.trim().split_once('/') {
+        Some((n, b)) => (n, b.parse::<u32>().ok()),
+        None => (cidr.trim(), None),
+    };
+    let Ok(net) = net.parse::<IpAddr>() else {
+        return false;
+    };
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(a)) => {
+            let bits = bits.unwrap_or(32).min(32);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
+            u32::from(n) & mask == u32::from(a) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(a)) => {
+            let bits = bits.unwrap_or(128).min(128);
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
+            u128::from(n) & mask == u128::from(a) & mask
+        }
+        (IpAddr::V4(n), IpAddr::V6(a)) => a
+            .to_ipv4_mapped()
+            .is_some_and(|a| cidr_contains(&format!("{n}/{}", bits.unwrap_or(32)), IpAddr::V4(a))),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +118,16 @@ mod tests {
         assert_eq!(salted_hash(b"salt", "x"), salted_hash(b"salt", "x"));
         assert_ne!(salted_hash(b"salt", "x"), salted_hash(b"pepper", "x"));
         assert!(rfc3339_secs(0).starts_with("1970-01-01T00:00:00"));
+    }
+
+    #[test]
+    fn cidr_matching() {
+        let ip = |s: &str| s.parse().unwrap();
+        assert!(cidr_contains("10.0.0.0/8", ip("10.1.2.3")));
+        assert!(!cidr_contains("10.0.0.0/8", ip("11.1.2.3")));
+        assert!(cidr_contains("127.0.0.1", ip("127.0.0.1")));
+        assert!(cidr_contains("0.0.0.0/0", ip("8.8.8.8")));
+        assert!(cidr_contains("::1/128", ip("::1")));
+        assert!(!cidr_contains("garbage", ip("::1")));
     }
 }

@@ -54,11 +54,17 @@ impl Storage for BarrierView {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
-        self.barrier.delete(&self.full(key)).await.map_err(barrier_err)
+        self.barrier
+            .delete(&self.full(key))
+            .await
+            .map_err(barrier_err)
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.barrier.list(&self.full(prefix)).await.map_err(barrier_err)
+        self.barrier
+            .list(&self.full(prefix))
+            .await
+            .map_err(barrier_err)
     }
 
     async fn transaction(&self, ops: Vec<TxnOp>) -> Result<()> {

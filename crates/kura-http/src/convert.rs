@@ -23,8 +23,14 @@ fn json_response(status: u16, body: &Value) -> HttpResponse {
     let mut resp = hyper::Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
-    h.insert(http::header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(
+        http::header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -123,7 +129,9 @@ async fn handle_inner(
         let bytes = match Limited::new(body, limit).collect().await {
             Ok(c) => c.to_bytes(),
             Err(e) => {
-                if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
                     return error_response(413, vec!["http: request body too large".into()]);
                 }
                 return error_response(400, vec![format!("failed to read request body: {e}")]);
@@ -136,9 +144,14 @@ async fn handle_inner(
                 Ok(Value::Object(m)) => m,
                 Ok(Value::Null) => Map::new(),
                 Ok(_) => {
-                    return error_response(400, vec!["failed to parse JSON input: body must be a JSON object".into()])
+                    return error_response(
+                        400,
+                        vec!["failed to parse JSON input: body must be a JSON object".into()],
+                    )
                 }
-                Err(e) => return error_response(400, vec![format!("failed to parse JSON input: {e}")]),
+                Err(e) => {
+                    return error_response(400, vec![format!("failed to parse JSON input: {e}")])
+                }
             }
         }
     } else {
@@ -156,14 +169,21 @@ async fn handle_inner(
     let mut token = header("x-vault-token").unwrap_or_default();
     if token.is_empty() {
         if let Some(auth) = header("authorization") {
-            if let Some(t) = auth.strip_prefix("Bearer ").or_else(|| auth.strip_prefix("bearer ")) {
+            if let Some(t) = auth
+                .strip_prefix("Bearer ")
+                .or_else(|| auth.strip_prefix("bearer "))
+            {
                 token = t.trim().to_string();
             }
         }
     }
-    if header("x-vault-wrap-ttl").is_some_and(|v| !v.is_empty()) {
-        return error_response(400, vec!["response wrapping (X-Vault-Wrap-TTL) is not supported by Kura yet".into()]);
-    }
+    let wrap_ttl = match header("x-vault-wrap-ttl").filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => match kura_logical::coerce_duration("X-Vault-Wrap-TTL", &Value::String(v)) {
+            Ok(d) => Some(d),
+            Err(e) => return logical_error(&e),
+        },
+    };
     let request_id = uuid::Uuid::new_v4().to_string();
     let mut creq = Request::new(operation, path.trim_start_matches('/'));
     creq.id = request_id.clone();
@@ -171,6 +191,7 @@ async fn handle_inner(
     creq.client_token = token;
     creq.namespace = header("x-vault-namespace").unwrap_or_default();
     creq.remote_addr = Some(peer.ip());
+    creq.wrap_ttl = wrap_ttl;
     creq.headers = parts.headers;
 
     let result = core.handle_request(creq).await;
@@ -197,8 +218,10 @@ fn render(request_id: &str, r: Response) -> HttpResponse {
         if let Ok(ct) = HeaderValue::from_str(&raw.content_type) {
             resp.headers_mut().insert(http::header::CONTENT_TYPE, ct);
         }
-        resp.headers_mut()
-            .insert(http::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        resp.headers_mut().insert(
+            http::header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        );
         return resp;
     }
     if r.status == Some(204) {
@@ -206,7 +229,10 @@ fn render(request_id: &str, r: Response) -> HttpResponse {
         *resp.status_mut() = StatusCode::NO_CONTENT;
         return resp;
     }
-    let legacy = r.headers.iter().any(|(k, _)| k == "x-kura-legacy-top-level");
+    let legacy = r
+        .headers
+        .iter()
+        .any(|(k, _)| k == "x-kura-legacy-top-level");
     let (lease_id, renewable, lease_duration) = match &r.lease {
         Some(l) => (l.lease_id.clone(), l.renewable, l.ttl.as_secs()),
         None => (String::new(), false, 0),
@@ -226,11 +252,17 @@ fn render(request_id: &str, r: Response) -> HttpResponse {
     body.insert("data".into(), r.data.map_or(Value::Null, Value::Object));
     body.insert(
         "wrap_info".into(),
-        r.wrap_info.map_or(Value::Null, |w| serde_json::to_value(w).unwrap_or(Value::Null)),
+        r.wrap_info.map_or(Value::Null, |w| {
+            serde_json::to_value(w).unwrap_or(Value::Null)
+        }),
     );
     body.insert(
         "warnings".into(),
-        if r.warnings.is_empty() { Value::Null } else { json!(r.warnings) },
+        if r.warnings.is_empty() {
+            Value::Null
+        } else {
+            json!(r.warnings)
+        },
     );
     body.insert(
         "auth".into(),
@@ -244,7 +276,11 @@ fn render(request_id: &str, r: Response) -> HttpResponse {
         },
     );
     let mut resp = json_response(r.status.unwrap_or(200), &Value::Object(body));
-    for (k, v) in r.headers.iter().filter(|(k, _)| k != "x-kura-legacy-top-level") {
+    for (k, v) in r
+        .headers
+        .iter()
+        .filter(|(k, _)| k != "x-kura-legacy-top-level")
+    {
         if let (Ok(name), Ok(val)) = (
             http::HeaderName::from_bytes(k.as_bytes()),
             HeaderValue::from_str(v),
@@ -274,7 +310,8 @@ mod tests {
         let mut d = Map::new();
         d.insert("k".into(), json!("v"));
         let mut r = Response::with_data(d);
-        r.headers.push(("x-kura-legacy-top-level".into(), "1".into()));
+        r.headers
+            .push(("x-kura-legacy-top-level".into(), "1".into()));
         let resp = render("rid", r);
         assert_eq!(resp.status(), 200);
         assert!(resp.headers().get("x-kura-legacy-top-level").is_none());

@@ -42,7 +42,9 @@ impl Listener {
     /// Binds the socket and loads certificates (errors name the file).
     pub async fn bind(settings: ListenerSettings) -> Result<Self, TlsError> {
         let acceptor = match &settings.tls {
-            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(load_tls_config(t)?))),
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(Arc::new(load_tls_config(
+                t,
+            )?))),
             None => None,
         };
         let tcp = TcpListener::bind(settings.address)
@@ -80,7 +82,9 @@ impl Listener {
                 let svc = service_fn(move |req| {
                     let core = core.clone();
                     let settings = settings.clone();
-                    async move { Ok::<_, std::convert::Infallible>(handle(core, &settings, peer, req).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(handle(core, &settings, peer, req).await)
+                    }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let result = match acceptor {

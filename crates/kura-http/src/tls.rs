@@ -68,7 +68,9 @@ pub fn load_tls_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
             )))
         }
         other => {
-            return Err(TlsError::Setting(format!("invalid tls_min_version {other:?}")));
+            return Err(TlsError::Setting(format!(
+                "invalid tls_min_version {other:?}"
+            )));
         }
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());

@@ -49,7 +49,8 @@ impl LogicalError {
     pub fn is_read_only(&self) -> bool {
         matches!(
             self,
-            LogicalError::Storage(StorageError::ReadOnly) | LogicalError::Storage(StorageError::NotLeader)
+            LogicalError::Storage(StorageError::ReadOnly)
+                | LogicalError::Storage(StorageError::NotLeader)
         )
     }
 
@@ -94,6 +95,9 @@ mod tests {
         assert_eq!(LogicalError::Sealed.status(), 503);
         assert!(LogicalError::Storage(StorageError::ReadOnly).is_read_only());
         assert!(!LogicalError::bad("read-only").is_read_only());
-        assert_eq!(LogicalError::Internal("secret detail".into()).messages(), vec!["internal error"]);
+        assert_eq!(
+            LogicalError::Internal("secret detail".into()).messages(),
+            vec!["internal error"]
+        );
     }
 }

@@ -254,8 +254,9 @@ pub fn coerce_duration(name: &str, v: &Value) -> Result<Duration> {
             }
             Ok(Duration::from_secs_f64(secs))
         }
-        Value::String(s) => kura_config::duration::parse_duration(s.trim())
-            .map_err(|e| LogicalError::BadRequest(format!("error converting input for field {name:?}: {e}"))),
+        Value::String(s) => kura_config::duration::parse_duration(s.trim()).map_err(|e| {
+            LogicalError::BadRequest(format!("error converting input for field {name:?}: {e}"))
+        }),
         _ => Err(type_error(name, "duration")),
     }
 }

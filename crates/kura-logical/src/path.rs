@@ -94,7 +94,10 @@ impl<R: Copy> PathTable<R> {
                 let captures = re
                     .capture_names()
                     .flatten()
-                    .filter_map(|n| caps.name(n).map(|m| (n.to_string(), m.as_str().to_string())))
+                    .filter_map(|n| {
+                        caps.name(n)
+                            .map(|m| (n.to_string(), m.as_str().to_string()))
+                    })
                     .collect();
                 return Some((spec, *id, captures));
             }
@@ -124,7 +127,8 @@ impl<R: Copy> PathTable<R> {
 
     /// True if the path (any operation) is marked as always forwarded.
     pub fn forwards(&self, path: &str) -> bool {
-        self.lookup(path).is_some_and(|(s, _, _)| s.forward_on_standby)
+        self.lookup(path)
+            .is_some_and(|(s, _, _)| s.forward_on_standby)
     }
 
     /// True if the path declares an existence check.
@@ -151,12 +155,19 @@ mod tests {
 
     fn table() -> PathTable<P> {
         PathTable::new(vec![
-            (PathSpec::new("config", &[Operation::Read, Operation::Update], "cfg"), P::Config),
             (
-                PathSpec::new("data/(?P<path>.+)", &[Operation::Read, Operation::Update], "data")
-                    .fields(vec![FieldSpec::new("path", FieldType::String, "")])
-                    .with_existence_check()
-                    .forwarded(),
+                PathSpec::new("config", &[Operation::Read, Operation::Update], "cfg"),
+                P::Config,
+            ),
+            (
+                PathSpec::new(
+                    "data/(?P<path>.+)",
+                    &[Operation::Read, Operation::Update],
+                    "data",
+                )
+                .fields(vec![FieldSpec::new("path", FieldType::String, "")])
+                .with_existence_check()
+                .forwarded(),
                 P::Data,
             ),
         ])
@@ -173,7 +184,10 @@ mod tests {
         req.operation = Operation::Create;
         assert_eq!(t.route(&req).unwrap().id, P::Data);
         req.operation = Operation::Delete;
-        assert!(matches!(t.route(&req), Err(LogicalError::UnsupportedOperation)));
+        assert!(matches!(
+            t.route(&req),
+            Err(LogicalError::UnsupportedOperation)
+        ));
         req.relative_path = "configx".into();
         assert!(matches!(t.route(&req), Err(LogicalError::UnsupportedPath)));
         assert!(t.forwards("data/x"));

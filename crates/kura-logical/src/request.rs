@@ -62,6 +62,9 @@ pub struct TokenContext {
     pub meta: std::collections::BTreeMap<String, String>,
     /// True for the root policy.
     pub is_root: bool,
+    /// A stable identifier of the token that is safe to use in storage keys (its salted hash);
+    /// per-token storage such as the cubbyhole is keyed by it.
+    pub storage_id: String,
 }
 
 /// One request, after the listener parsed it and the router picked a mount.

@@ -58,7 +58,7 @@ pub struct Auth {
 }
 
 /// A lease attached to a secret.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LeaseInfo {
     /// Lease TTL.
     pub ttl: Duration,
@@ -81,6 +81,9 @@ pub struct WrapInfo {
     pub creation_time: String,
     /// Path that was wrapped.
     pub creation_path: String,
+    /// Accessor of a wrapped token (for wrapped auth responses).
+    #[serde(skip_serializing_if = "String::is_empty", default)]
+    pub wrapped_accessor: String,
 }
 
 /// A response that bypasses the JSON envelope (health checks, raw PEM, ...).

@@ -41,8 +41,7 @@ pub trait StorageExt: Storage {
 
     /// Encodes and writes a JSON value.
     async fn put_json<T: Serialize + Sync>(&self, key: &str, value: &T) -> Result<()> {
-        let bytes =
-            serde_json::to_vec(value).map_err(|e| LogicalError::Internal(e.to_string()))?;
+        let bytes = serde_json::to_vec(value).map_err(|e| LogicalError::Internal(e.to_string()))?;
         self.put(key, bytes).await
     }
 
@@ -103,7 +102,10 @@ impl Storage for MemoryStorage {
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
         self.check_writable()?;
         kura_storage::validate_key(key)?;
-        self.data.lock().expect("lock").insert(key.to_string(), value);
+        self.data
+            .lock()
+            .expect("lock")
+            .insert(key.to_string(), value);
         Ok(())
     }
 
@@ -146,7 +148,9 @@ mod tests {
     #[tokio::test]
     async fn json_and_recursive_list() {
         let s = MemoryStorage::new();
-        s.put_json("a/b", &serde_json::json!({"x": 1})).await.unwrap();
+        s.put_json("a/b", &serde_json::json!({"x": 1}))
+            .await
+            .unwrap();
         s.put_json("a/c/d", &1u32).await.unwrap();
         let v: serde_json::Value = s.get_json("a/b").await.unwrap().unwrap();
         assert_eq!(v["x"], 1);

@@ -299,6 +299,12 @@ impl RaftBackend {
         let snap_dir2 = snap_dir.clone();
         let (db, ident, applied) =
             tokio::task::spawn_blocking(move || -> std::result::Result<_, RaftBackendError> {
+                if !db_path.exists() {
+                    // Created here so that it is private to the owner; redb initialises it.
+                    snapshot::private_file(&db_path).map_err(|e| {
+                        RaftBackendError::Database(format!("creating {db_path:?}: {e}"))
+                    })?;
+                }
                 let db = redb::Builder::new()
                     .set_cache_size(cache)
                     .create(&db_path)

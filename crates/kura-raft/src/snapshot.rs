@@ -51,13 +51,11 @@ impl SnapshotFile {
 
     /// Creates (truncating) a file to receive a snapshot into.
     pub async fn create(path: PathBuf) -> io::Result<Self> {
-        let file = tokio::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .await?;
+        let mut options = tokio::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        options.mode(0o600);
+        let file = options.open(&path).await?;
         Ok(SnapshotFile { file, path })
     }
 
@@ -132,11 +130,7 @@ pub(crate) struct SnapshotWriter {
 impl SnapshotWriter {
     /// Creates `path` and writes the header.
     pub(crate) fn create(path: &Path, header: &SnapshotHeader) -> io::Result<Self> {
-        let file = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(path)?;
+        let file = private_file(path)?;
         let mut w = SnapshotWriter {
             out: BufWriter::with_capacity(256 * 1024, file),
             crc: Crc32::new(),
@@ -302,6 +296,18 @@ impl SnapshotReader {
             t => Err(corrupt(format!("unknown snapshot record tag {t}"))),
         }
     }
+}
+
+/// Creates (truncating) a file only its owner can read and write.
+pub(crate) fn private_file(path: &Path) -> io::Result<fs::File> {
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
 }
 
 /// Fsyncs a directory so a rename or create in it is durable.

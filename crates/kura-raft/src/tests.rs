@@ -124,6 +124,14 @@ async fn data_survives_restart() {
     }
     b.delete("k/7").await.unwrap();
     let last = b.indexed().unwrap().applied_index();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = dir.path().join("raft");
+        let mode = |p: PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(dir.clone()), 0o700);
+        assert_eq!(mode(dir.join(DB_FILE)), 0o600);
+    }
     b.shutdown().await.unwrap();
     assert!(matches!(
         b.get("k/1").await,
@@ -255,6 +263,17 @@ async fn acknowledged_writes_survive_kill_9() {
         acked.len()
     );
 
+    // What the crash left on disk: the state machine may lag the log, never lead it.
+    {
+        let db = Database::create(data.join(DB_FILE)).unwrap();
+        let (applied, _) = state_machine::read_applied(&db).unwrap();
+        let txn = db.begin_read().unwrap();
+        let log = txn.open_table(db::LOG).unwrap();
+        let (last, _) = redb::ReadableTable::last(&log).unwrap().unwrap();
+        let (applied, last) = (applied.map_or(0, |l| l.index), last.value());
+        assert!(applied <= last, "applied {applied} > last log index {last}");
+        eprintln!("after kill -9: state machine at {applied}, log at {last}");
+    }
     let b = RaftBackend::open(RaftOptions::new(data, "crash"))
         .await
         .unwrap();
@@ -429,6 +448,12 @@ async fn snapshot_and_log_purge_then_reopen() {
         .unwrap()
         .collect();
     assert_eq!(snaps.len(), 1, "exactly one snapshot file is kept");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = snaps[0].as_ref().unwrap().metadata().unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
     b.shutdown().await.unwrap();
 
     let b = RaftBackend::open(o).await.unwrap();

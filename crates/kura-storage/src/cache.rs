@@ -260,14 +260,19 @@ mod tests {
         let cache = CachedBackend::new(inner.clone(), 1 << 20);
         inner.put("k", b"old".to_vec()).await.unwrap();
         let idx = cache.indexed().unwrap();
-        idx.wait_for_index(inner.indexed().unwrap().applied_index(), Duration::from_secs(1))
-            .await
-            .unwrap();
+        idx.wait_for_index(
+            inner.indexed().unwrap().applied_index(),
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap();
         assert_eq!(cache.get("k").await.unwrap(), Some(b"old".to_vec()));
         // A write that bypasses the cache (as raft replication does on a standby).
         inner.put("k", b"new".to_vec()).await.unwrap();
         let target = inner.indexed().unwrap().applied_index();
-        idx.wait_for_index(target, Duration::from_secs(1)).await.unwrap();
+        idx.wait_for_index(target, Duration::from_secs(1))
+            .await
+            .unwrap();
         assert_eq!(cache.get("k").await.unwrap(), Some(b"new".to_vec()));
     }
 
@@ -279,7 +284,11 @@ mod tests {
             cache.put(&format!("k{i}"), vec![7u8; 512]).await.unwrap();
             cache.get(&format!("k{i}")).await.unwrap();
         }
-        assert!(cache.cached_bytes() <= 64 * 1024, "{}", cache.cached_bytes());
+        assert!(
+            cache.cached_bytes() <= 64 * 1024,
+            "{}",
+            cache.cached_bytes()
+        );
         // Evicted entries are still read correctly from below.
         assert_eq!(cache.get("k0").await.unwrap(), Some(vec![7u8; 512]));
     }

@@ -81,7 +81,13 @@ impl InmemBackend {
 impl Backend for InmemBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key)?;
-        Ok(self.inner.data.read().expect("inmem lock").get(key).cloned())
+        Ok(self
+            .inner
+            .data
+            .read()
+            .expect("inmem lock")
+            .get(key)
+            .cloned())
     }
 
     async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {

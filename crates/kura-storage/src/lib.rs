@@ -207,7 +207,10 @@ mod tests {
     #[test]
     fn key_validation() {
         assert!(validate_key("core/mounts").is_ok());
-        assert_eq!(validate_key(""), Err(StorageError::InvalidKey(String::new())));
+        assert_eq!(
+            validate_key(""),
+            Err(StorageError::InvalidKey(String::new()))
+        );
         assert!(validate_key("/abs").is_err());
         assert!(validate_key("a/../b").is_err());
     }
