@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use clap::Parser;
 use kura_config::Config;
 use kura_core::{BackendFactory, Core, CoreConfig, MountConfig, MountKind};

@@ -139,7 +139,7 @@ pub struct KvRollbackArgs {
     #[command(flatten)]
     common: KvCommon,
     #[command(flatten)]
-    out: OutputOpts,
+    fmt: FormatOpts,
     /// Version to make current again.
     #[arg(long, allow_negative_numbers = true)]
     version: Option<i64>,
@@ -153,7 +153,7 @@ pub struct KvMetaGetArgs {
     #[command(flatten)]
     common: KvCommon,
     #[command(flatten)]
-    out: OutputOpts,
+    fmt: FormatOpts,
     /// KEY.
     args: Vec<String>,
 }
@@ -754,7 +754,7 @@ async fn versions(ui: &mut Ui, a: KvVersionsArgs, op: VersionsOp) -> i32 {
 }
 
 async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
-    ui.format = a.out.fmt.resolve();
+    ui.format = a.fmt.resolve();
     if a.args.len() != 1 {
         ui.error(&format!(
             "Invalid number of arguments (expected 1, got {})",
@@ -837,10 +837,7 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
     };
     let body = json!({"data": data, "options": {"cas": cas}});
     match t.client.write(&full, Some(body)).await {
-        Ok(Some(s)) => match a.out.field() {
-            Some(f) => print_secret_field(ui, &s, f),
-            None => output_secret(ui, &s),
-        },
+        Ok(Some(s)) => output_secret(ui, &s),
         Ok(None) => {
             if ui.is_table() {
                 ui.info(&format!("Success! Data written to: {full}"));
@@ -855,7 +852,7 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
 }
 
 async fn meta_get(ui: &mut Ui, a: KvMetaGetArgs) -> i32 {
-    ui.format = a.out.fmt.resolve();
+    ui.format = a.fmt.resolve();
     if !super::check_args(ui, &a.args, 1, 1) {
         return 1;
     }
@@ -878,9 +875,6 @@ async fn meta_get(ui: &mut Ui, a: KvMetaGetArgs) -> i32 {
             return 2;
         }
     };
-    if let Some(f) = a.out.field() {
-        return print_secret_field(ui, &secret, f);
-    }
     if secret.wrap_info.is_some() || !ui.is_table() {
         return output_secret(ui, &secret);
     }

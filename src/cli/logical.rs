@@ -8,7 +8,7 @@ use super::format::{go_value, wrap_at_length};
 use super::kvargs::{parse_kv_args, to_string_map};
 use super::output::{output_list, output_map, output_secret, print_secret_field, Ui};
 use super::sys::client_or_report;
-use super::{go_bool, sanitize_path, HttpOpts, OutputOpts};
+use super::{go_bool, sanitize_path, FormatOpts, HttpOpts, OutputOpts};
 
 /// Arguments of `read`.
 #[derive(Args, Debug)]
@@ -41,7 +41,7 @@ pub struct ListArgs {
     #[command(flatten)]
     http: HttpOpts,
     #[command(flatten)]
-    out: OutputOpts,
+    fmt: FormatOpts,
     /// PATH.
     args: Vec<String>,
 }
@@ -186,7 +186,7 @@ pub async fn write(ui: &mut Ui, a: WriteArgs) -> i32 {
 
 /// `list`.
 pub async fn list(ui: &mut Ui, a: ListArgs) -> i32 {
-    ui.format = a.out.fmt.resolve();
+    ui.format = a.fmt.resolve();
     if !super::check_args(ui, &a.args, 1, 1) {
         return 1;
     }

@@ -300,13 +300,34 @@ pub fn run(args: Vec<String>) -> i32 {
 }
 
 fn clap_error(e: clap::Error) -> i32 {
-    use clap::error::ErrorKind;
-    let code = match e.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => 0,
-        _ => 1,
-    };
-    let _ = e.print();
-    code
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            0
+        }
+        ErrorKind::UnknownArgument => {
+            // Go's flag package wording: "flag provided but not defined: -name".
+            match e.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(arg)) => {
+                    let name = arg
+                        .trim_start_matches('-')
+                        .split('=')
+                        .next()
+                        .unwrap_or_default();
+                    eprintln!("flag provided but not defined: -{name}");
+                }
+                _ => {
+                    let _ = e.print();
+                }
+            }
+            1
+        }
+        _ => {
+            let _ = e.print();
+            1
+        }
+    }
 }
 
 /// `bao` answers an empty or unknown top-level command with its usage and exit code 127.

@@ -47,14 +47,14 @@ pub struct StatusArgs {
     #[command(flatten)]
     http: HttpOpts,
     #[command(flatten)]
-    fmt: FormatOpts,
+    out: super::OutputOpts,
     /// Unexpected positional arguments (refused).
     args: Vec<String>,
 }
 
 /// `status`: seal and HA status; exit code 2 when sealed.
 pub async fn status(ui: &mut Ui, a: StatusArgs) -> i32 {
-    ui.format = a.fmt.resolve();
+    ui.format = a.out.fmt.resolve();
     if !a.args.is_empty() {
         ui.error(&format!(
             "Too many arguments (expected 0, got {})",
@@ -73,7 +73,7 @@ pub async fn status(ui: &mut Ui, a: StatusArgs) -> i32 {
             return 1;
         }
     };
-    let code = output_seal_status(ui, &client, &st).await;
+    let code = output_seal_status(ui, &client, &st, a.out.field()).await;
     if b(&st, "sealed") {
         2
     } else {
@@ -82,7 +82,7 @@ pub async fn status(ui: &mut Ui, a: StatusArgs) -> i32 {
 }
 
 /// `OutputSealStatus`: the seal status merged with `sys/leader`, as a table or JSON.
-async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
+async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value, field: Option<&str>) -> i32 {
     let sealed = b(st, "sealed");
     let leader = match client.leader().await {
         Ok(l) => l,
@@ -142,6 +142,19 @@ async fn output_seal_status(ui: &mut Ui, client: &Client, st: &Value) -> i32 {
         if n(&leader, k) > 0 {
             out.insert(k.into(), json!(n(&leader, k)));
         }
+    }
+    if let Some(f) = field {
+        // bao reports a missing field but still exits 0 here.
+        return match out.get(f) {
+            Some(v) => super::output::print_field_value(ui, Some(v.clone()), f, "seal status"),
+            None => {
+                ui.error(&format!(
+                    "Field {} not present in seal status",
+                    super::format::go_quote(f)
+                ));
+                0
+            }
+        };
     }
     if ui.format == "json" {
         return output_json(ui, &Value::Object(out));
@@ -487,7 +500,7 @@ async fn unseal(ui: &mut Ui, a: UnsealArgs) -> i32 {
     };
     if a.reset.unwrap_or(false) {
         return match client.unseal_reset().await {
-            Ok(st) => output_seal_status(ui, &client, &st).await,
+            Ok(st) => output_seal_status(ui, &client, &st, None).await,
             Err(e) => {
                 ui.error(&format!("Error resetting unseal process: {e}"));
                 2
@@ -523,7 +536,7 @@ async fn unseal(ui: &mut Ui, a: UnsealArgs) -> i32 {
     match resp {
         Ok(r) => {
             let st = r.json().cloned().unwrap_or(Value::Null);
-            output_seal_status(ui, &client, &st).await
+            output_seal_status(ui, &client, &st, None).await
         }
         Err(e) => {
             ui.error(&format!("Error unsealing: {e}"));

@@ -83,7 +83,7 @@ pub struct TokenLookupArgs {
     #[command(flatten)]
     http: HttpOpts,
     #[command(flatten)]
-    fmt: FormatOpts,
+    out: OutputOpts,
     /// Treat the argument as an accessor.
     #[arg(long, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     accessor: Option<bool>,
@@ -226,7 +226,7 @@ async fn send_secret(
 }
 
 async fn lookup(ui: &mut Ui, a: TokenLookupArgs) -> i32 {
-    ui.format = a.fmt.resolve();
+    ui.format = a.out.fmt.resolve();
     let accessor = a.accessor.unwrap_or(false);
     let n = a.args.len();
     if accessor && n < 1 {
@@ -269,7 +269,10 @@ async fn lookup(ui: &mut Ui, a: TokenLookupArgs) -> i32 {
         send_secret(&client, Method::POST, "auth/token/lookup", Some(body)).await
     };
     match res {
-        Ok(s) => output_secret(ui, &s),
+        Ok(s) => match a.out.field() {
+            Some(f) => print_secret_field(ui, &s, f),
+            None => output_secret(ui, &s),
+        },
         Err(e) => {
             ui.error(&format!("Error looking up token: {e}"));
             2

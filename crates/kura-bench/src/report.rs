@@ -579,7 +579,11 @@ pub fn svg(r: &BenchResults) -> String {
                     );
                 }
                 _ => {
-                    let word = s.targets.get(kind).map_or("–", Outcome::word);
+                    let word = match s.targets.get(kind) {
+                        Some(Outcome::Ran { .. }) => "all errors",
+                        Some(o) => o.word(),
+                        None => "–",
+                    };
                     let _ = writeln!(
                         out,
                         r##"<text x="{:.1}" y="{:.1}" text-anchor="start" font-size="10" fill="{color}" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,

@@ -252,6 +252,14 @@ async fn setup_kv_read(ctx: &SetupCtx, version: u8) -> Result<Prepared, SetupErr
         .buffer_unordered(16)
         .try_collect::<Vec<()>>()
         .await?;
+    // Read one key back with the load token: a target that accepts writes but cannot serve
+    // them back fails here, with its answer, rather than producing a run of errors.
+    let probe = kv_path(&mount_path, version, ctx.keys - 1);
+    ctx.root
+        .with_token(&ctx.token)
+        .get(&probe)
+        .await
+        .map_err(SetupError::Failed)?;
     let token = ctx.token.clone();
     let keys = ctx.keys;
     Ok(Prepared {

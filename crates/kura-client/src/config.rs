@@ -42,8 +42,8 @@ pub fn default_token_file() -> Option<PathBuf> {
         .map(|h| PathBuf::from(h).join(".vault-token"))
 }
 
-/// Everything needed to talk to a server.
-#[derive(Debug, Clone)]
+/// Everything needed to talk to a server. Its `Debug` output leaves the token out.
+#[derive(Clone)]
 pub struct ClientConfig {
     /// Server address, e.g. `https://127.0.0.1:8200`.
     pub address: String,
@@ -69,6 +69,28 @@ pub struct ClientConfig {
     pub disable_redirects: bool,
     /// Extra headers sent with every request.
     pub headers: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("namespace", &self.namespace)
+            .field("ca_cert", &self.ca_cert)
+            .field("ca_path", &self.ca_path)
+            .field("client_cert", &self.client_cert)
+            .field("client_key", &self.client_key)
+            .field("tls_server_name", &self.tls_server_name)
+            .field("skip_verify", &self.skip_verify)
+            .field("timeout", &self.timeout)
+            .field("disable_redirects", &self.disable_redirects)
+            .field(
+                "headers",
+                &self.headers.iter().map(|(k, _)| k).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
 }
 
 impl Default for ClientConfig {
@@ -184,6 +206,19 @@ mod tests {
         assert_eq!(parse_timeout("2m"), Some(Duration::from_secs(120)));
         assert_eq!(parse_timeout("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_timeout("soon"), None);
+    }
+
+    #[test]
+    fn debug_output_hides_the_token() {
+        let c = ClientConfig {
+            token: Some("s.supersecret".into()),
+            headers: vec![("X-Custom".into(), "hidden-value".into())],
+            ..ClientConfig::default()
+        };
+        let d = format!("{c:?}");
+        assert!(!d.contains("supersecret"), "{d}");
+        assert!(!d.contains("hidden-value"), "{d}");
+        assert!(d.contains("<redacted>"), "{d}");
     }
 
     #[test]

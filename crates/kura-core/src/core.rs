@@ -113,6 +113,7 @@ pub(crate) struct Runtime {
     pub policies: Arc<PolicyStore>,
     pub cluster: ClusterInfo,
     pub expiration: Arc<Expiration>,
+    pub leases: crate::leases::Leases,
 }
 
 impl Runtime {
@@ -136,6 +137,8 @@ pub struct Core {
     pub(crate) standby: Arc<AtomicBool>,
     /// Serialises seal/unseal and mount-table changes.
     pub(crate) state_lock: tokio::sync::Mutex<()>,
+    /// A weak handle to this core, for background tasks.
+    pub(crate) self_ref: std::sync::Weak<Core>,
 }
 
 impl Core {
@@ -147,7 +150,8 @@ impl Core {
     ) -> Arc<Self> {
         let barrier = Arc::new(Barrier::new(physical.clone()));
         let (ha, _) = watch::channel(HaState::Sealed);
-        Arc::new(Core {
+        Arc::new_cyclic(|self_ref| Core {
+            self_ref: self_ref.clone(),
             config,
             physical,
             barrier,
@@ -435,7 +439,14 @@ impl Core {
             .find(|m| m.entry.backend_type == "cubbyhole")
             .map(|m| BarrierView::new(self.barrier.clone(), m.entry.storage_prefix()));
         tokens.set_cubbyhole(cubbyhole);
-        let expiration = Expiration::start(tokens.clone()).await?;
+        let leases = Arc::new(crate::leases::LeaseStore::new(BarrierView::new(
+            self.barrier.clone(),
+            "sys/expire/",
+        )));
+        tokens.set_lease_revoker(Arc::new(crate::leases::TokenLeaseRevoker {
+            core: self.self_ref.clone(),
+        }));
+        let expiration = Expiration::start(tokens.clone(), &leases, self.self_ref.clone()).await?;
         let runtime = Arc::new(Runtime {
             router: RwLock::new(Arc::new(Router::new(mounted))),
             system_mount,
@@ -443,6 +454,7 @@ impl Core {
             policies,
             cluster,
             expiration,
+            leases,
         });
         *self.runtime.write().expect("runtime lock") = Some(runtime);
         self.standby.store(false, Ordering::Relaxed);
@@ -653,6 +665,19 @@ impl Core {
             if m.entry.kind == MountKind::Auth && m.entry.backend_type != "token" {
                 if let Some(auth) = r.auth.as_mut() {
                     self.issue_login_token(&rt, m, &req, auth, &mut r.warnings)
+                        .await?;
+                }
+            }
+        }
+        if let (Some(m), Some(r)) = (&mounted, resp.as_mut()) {
+            // KV returns a TTL hint, not a lease (as in OpenBao: no lease for kv mounts).
+            if m.entry.backend_type != "kv" {
+                if let Some(lease) = r.lease.as_mut().filter(|l| l.lease_id.is_empty()) {
+                    let token_hash = token_entry
+                        .as_ref()
+                        .map(|e| e.hash.clone())
+                        .unwrap_or_default();
+                    self.register_lease(&rt, &req.path, &token_hash, m.view.as_ref(), lease)
                         .await?;
                 }
             }

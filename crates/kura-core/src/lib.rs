@@ -5,6 +5,7 @@
 mod core;
 mod expiration;
 mod ha;
+mod leases;
 mod mounts;
 mod policy_store;
 mod sys;

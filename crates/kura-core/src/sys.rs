@@ -38,6 +38,13 @@ enum S {
     CapabilitiesSelf,
     CapabilitiesAccessor,
     RekeyBackup,
+    LeaseLookup,
+    LeaseList,
+    LeaseRenew,
+    LeaseRevoke,
+    LeaseRevokePrefix,
+    LeaseRevokeForce,
+    LeaseTidy,
     Wrap,
     Unwrap,
     WrapLookup,
@@ -204,6 +211,55 @@ fn table() -> PathTable<S> {
             S::Acl,
         ),
         (
+            PathSpec::new("leases/lookup", &[O::Update], "Look up a lease").fields(lease_fields()),
+            S::LeaseLookup,
+        ),
+        (
+            PathSpec::new("leases/lookup/(?P<prefix>.*)", &[O::List], "List leases")
+                .fields(lease_fields()),
+            S::LeaseList,
+        ),
+        (
+            PathSpec::new(
+                "(leases/)?renew(/(?P<url_lease_id>.+))?",
+                &[O::Update],
+                "Renew a lease",
+            )
+            .fields(lease_fields()),
+            S::LeaseRenew,
+        ),
+        (
+            PathSpec::new(
+                "(leases/)?revoke(/(?P<url_lease_id>.+))?",
+                &[O::Update],
+                "Revoke a lease",
+            )
+            .fields(lease_fields()),
+            S::LeaseRevoke,
+        ),
+        (
+            PathSpec::new(
+                "(leases/)?revoke-prefix/(?P<prefix>.+)",
+                &[O::Update],
+                "Revoke leases by prefix",
+            )
+            .fields(lease_fields()),
+            S::LeaseRevokePrefix,
+        ),
+        (
+            PathSpec::new(
+                "(leases/)?revoke-force/(?P<prefix>.+)",
+                &[O::Update],
+                "Force-revoke leases",
+            )
+            .fields(lease_fields()),
+            S::LeaseRevokeForce,
+        ),
+        (
+            PathSpec::new("leases/tidy", &[O::Update], "Tidy leases"),
+            S::LeaseTidy,
+        ),
+        (
             PathSpec::new("wrapping/wrap", &[O::Update], "Wrap arbitrary data"),
             S::Wrap,
         ),
@@ -257,6 +313,16 @@ fn table() -> PathTable<S> {
             S::CapabilitiesAccessor,
         ),
     ])
+}
+
+fn lease_fields() -> Vec<FieldSpec> {
+    vec![
+        FieldSpec::new("lease_id", T::String, "lease ID"),
+        FieldSpec::new("url_lease_id", T::String, "lease ID in the URL"),
+        FieldSpec::new("increment", T::Duration, "renewal increment"),
+        FieldSpec::new("prefix", T::String, "lease ID prefix"),
+        FieldSpec::new("sync", T::Bool, "revoke synchronously").default_value(json!(true)),
+    ]
 }
 
 fn sys_table() -> &'static PathTable<S> {
@@ -630,6 +696,46 @@ impl Core {
                 let id = remount(self, rt, &from, &to).await?;
                 Ok(Some(legacy(json!({ "migration_id": id }))))
             }
+            S::LeaseLookup => {
+                let id = f.string("lease_id")?;
+                if id.is_empty() {
+                    return Err(LogicalError::bad("missing lease id"));
+                }
+                Ok(Some(self.lookup_lease(rt, &id).await?))
+            }
+            S::LeaseList => {
+                let keys = rt.leases.list(&f.string("prefix")?).await?;
+                if keys.is_empty() {
+                    return Ok(None);
+                }
+                Ok(Some(Response::from_json(json!({ "keys": keys }))))
+            }
+            S::LeaseRenew | S::LeaseRevoke => {
+                let mut id = f.string("url_lease_id")?;
+                if id.is_empty() {
+                    id = f.string("lease_id")?;
+                }
+                if id.is_empty() {
+                    return Err(LogicalError::bad("lease ID must be specified"));
+                }
+                if route.id == S::LeaseRenew {
+                    return Ok(Some(
+                        self.renew_lease(rt, &id, f.duration("increment")?).await?,
+                    ));
+                }
+                if rt.leases.get(&id).await?.is_none() {
+                    return Err(LogicalError::bad("invalid lease"));
+                }
+                self.revoke_lease(rt, &id, false).await?;
+                Ok(None)
+            }
+            S::LeaseRevokePrefix | S::LeaseRevokeForce => {
+                let prefix = f.string("prefix")?;
+                self.revoke_lease_prefix(rt, &prefix, route.id == S::LeaseRevokeForce)
+                    .await?;
+                Ok(None)
+            }
+            S::LeaseTidy => Ok(None),
             S::Wrap => {
                 if req.data.is_empty() {
                     return Err(LogicalError::bad("empty request body"));

@@ -587,3 +587,214 @@ async fn cubbyhole_is_private_and_dies_with_its_token() {
         "token, accessor and cubbyhole entries removed ({before} → {after})"
     );
 }
+
+/// A test engine that issues leased secrets and records revocations (it exercises the lease
+/// machinery; real leased engines such as PKI come with their own issue).
+struct Leaser {
+    revoked: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+#[async_trait::async_trait]
+impl kura_logical::LogicalBackend for Leaser {
+    fn backend_type(&self) -> &str {
+        "leaser"
+    }
+
+    async fn handle(&self, req: &Request) -> kura_logical::Result<Option<Response>> {
+        let ttl = req.data.get("ttl").and_then(|v| v.as_u64()).unwrap_or(60);
+        let mut internal = Map::new();
+        internal.insert("serial".into(), json!(req.relative_path));
+        Ok(Some(Response {
+            data: Some(json!({"user": "u1"}).as_object().cloned().unwrap()),
+            lease: Some(kura_logical::LeaseInfo {
+                ttl: Duration::from_secs(ttl),
+                renewable: true,
+                lease_id: String::new(),
+                internal: Some(internal),
+            }),
+            ..Default::default()
+        }))
+    }
+
+    async fn revoke_lease(
+        &self,
+        path: &str,
+        lease: &kura_logical::LeaseInfo,
+    ) -> kura_logical::Result<()> {
+        let serial = lease.internal.as_ref().unwrap()["serial"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(serial, path);
+        self.revoked.lock().unwrap().push(serial);
+        Ok(())
+    }
+
+    async fn renew_lease(
+        &self,
+        _path: &str,
+        lease: &kura_logical::LeaseInfo,
+        increment: Duration,
+    ) -> kura_logical::Result<kura_logical::LeaseInfo> {
+        let mut l = lease.clone();
+        l.ttl = increment;
+        Ok(l)
+    }
+}
+
+async fn lease_harness() -> (
+    Harness,
+    Arc<std::sync::Mutex<Vec<String>>>,
+    Vec<zeroize::Zeroizing<Vec<u8>>>,
+) {
+    let physical = Arc::new(InmemBackend::new());
+    let revoked = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let r2 = revoked.clone();
+    let mut f: BTreeMap<String, BackendFactory> = BTreeMap::new();
+    f.insert(
+        "cubbyhole".into(),
+        Arc::new(kura_engines::cubbyhole_factory),
+    );
+    f.insert(
+        "leaser".into(),
+        Arc::new(move |_cfg| {
+            Ok(Arc::new(Leaser {
+                revoked: r2.clone(),
+            }) as Arc<dyn kura_logical::LogicalBackend>)
+        }),
+    );
+    let core = Core::new(CoreConfig::default(), physical.clone(), f);
+    let init = core.initialize(1, 1).await.unwrap();
+    core.unseal_with_keys(&init.keys).await.unwrap();
+    core.mount(
+        "creds/",
+        "leaser",
+        "",
+        MountConfig::default(),
+        BTreeMap::new(),
+        MountKind::Secret,
+    )
+    .await
+    .unwrap();
+    (
+        Harness {
+            core,
+            physical,
+            root: init.root_token,
+        },
+        revoked,
+        init.keys,
+    )
+}
+
+#[tokio::test]
+async fn leases_lookup_renew_revoke_and_expire() {
+    let (h, revoked, keys) = lease_harness().await;
+    let r = h
+        .call(Operation::Read, "creds/a", &h.root, json!({}))
+        .await
+        .unwrap();
+    let lease = r.lease.clone().unwrap();
+    assert!(lease.lease_id.starts_with("creds/a/"), "{}", lease.lease_id);
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/leases/lookup",
+            &h.root,
+            json!({"lease_id": lease.lease_id}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data(&r)["id"], json!(lease.lease_id));
+    assert_eq!(data(&r)["renewable"], true);
+    let r = h
+        .call(
+            Operation::List,
+            "sys/leases/lookup/creds/",
+            &h.root,
+            json!({}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(data(&r)["keys"], json!(["a/"]));
+    let r = h
+        .call(
+            Operation::Update,
+            "sys/leases/renew",
+            &h.root,
+            json!({"lease_id": lease.lease_id, "increment": 120}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.lease.unwrap().ttl, Duration::from_secs(120));
+    h.call(
+        Operation::Update,
+        "sys/leases/revoke",
+        &h.root,
+        json!({"lease_id": lease.lease_id}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(revoked.lock().unwrap().as_slice(), ["a"]);
+    let err = h
+        .call(
+            Operation::Update,
+            "sys/leases/lookup",
+            &h.root,
+            json!({"lease_id": lease.lease_id}),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), 400, "an expired or revoked lease is gone");
+
+    // Expiry on time, and a pending revocation survives seal/unseal (reloaded from storage).
+    h.call(Operation::Read, "creds/short", &h.root, json!({"ttl": 1}))
+        .await
+        .unwrap();
+    h.call(Operation::Read, "creds/later", &h.root, json!({"ttl": 2}))
+        .await
+        .unwrap();
+    h.core.seal().await.unwrap();
+    h.core.unseal_with_keys(&keys).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    let got = revoked.lock().unwrap().clone();
+    assert!(
+        got.contains(&"short".to_string()) && got.contains(&"later".to_string()),
+        "{got:?}"
+    );
+
+    // Revoking a token revokes the leases it created.
+    let t = h.token(json!({"policies": ["root"]})).await;
+    h.call(Operation::Read, "creds/owned", &t, json!({}))
+        .await
+        .unwrap();
+    h.call(
+        Operation::Update,
+        "auth/token/revoke",
+        &h.root,
+        json!({"token": t}),
+    )
+    .await
+    .unwrap();
+    assert!(revoked.lock().unwrap().contains(&"owned".to_string()));
+    // Prefix revocation.
+    h.call(Operation::Read, "creds/p/1", &h.root, json!({}))
+        .await
+        .unwrap();
+    h.call(Operation::Read, "creds/p/2", &h.root, json!({}))
+        .await
+        .unwrap();
+    h.call(
+        Operation::Update,
+        "sys/leases/revoke-prefix/creds/p",
+        &h.root,
+        json!({}),
+    )
+    .await
+    .unwrap();
+    let got = revoked.lock().unwrap().clone();
+    assert!(
+        got.contains(&"p/1".to_string()) && got.contains(&"p/2".to_string()),
+        "{got:?}"
+    );
+}

@@ -250,6 +250,8 @@ pub struct TokenStore {
     salt: Vec<u8>,
     /// The cubbyhole mount's storage: a revoked token's cubbyhole is deleted with it.
     cubbyhole: std::sync::RwLock<Option<BarrierView>>,
+    /// Revokes a token's leases when the token goes.
+    leases: std::sync::RwLock<Option<std::sync::Arc<dyn crate::leases::TokenLeases>>>,
 }
 
 impl TokenStore {
@@ -267,7 +269,13 @@ impl TokenStore {
             view,
             salt,
             cubbyhole: std::sync::RwLock::new(None),
+            leases: std::sync::RwLock::new(None),
         })
+    }
+
+    /// Sets what revokes a token's leases on revocation.
+    pub(crate) fn set_lease_revoker(&self, r: std::sync::Arc<dyn crate::leases::TokenLeases>) {
+        *self.leases.write().expect("lease revoker lock") = Some(r);
     }
 
     /// Sets the cubbyhole storage to clean up when tokens are revoked.
@@ -443,6 +451,10 @@ impl TokenStore {
         let Some(entry) = self.view.get_json::<TokenEntry>(&key).await? else {
             return Ok(());
         };
+        let revoker = self.leases.read().expect("lease revoker lock").clone();
+        if let Some(r) = revoker {
+            r.revoke_for_token(hash).await?;
+        }
         let mut ops = vec![
             TxnOp::Delete { key },
             TxnOp::Delete {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::{Operation, Request, Response, Result, Storage};
+use crate::{LeaseInfo, Operation, Request, Response, Result, Storage};
 
 /// Facts about the mount a backend serves.
 #[derive(Debug, Clone, Default)]
@@ -85,4 +85,21 @@ pub trait LogicalBackend: Send + Sync {
 
     /// Called once when the mount is removed or the node seals.
     async fn cleanup(&self) {}
+
+    /// Revokes a secret this backend issued under a lease (`path` is the request path that
+    /// created it, relative to the mount). The default has nothing to undo.
+    async fn revoke_lease(&self, _path: &str, _lease: &LeaseInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// Renews a lease: returns it with its new TTL. The default refuses, as for a secret whose
+    /// backend cannot extend it.
+    async fn renew_lease(
+        &self,
+        _path: &str,
+        _lease: &LeaseInfo,
+        _increment: Duration,
+    ) -> Result<LeaseInfo> {
+        Err(crate::LogicalError::bad("lease is not renewable"))
+    }
 }

@@ -66,6 +66,9 @@ pub struct LeaseInfo {
     pub renewable: bool,
     /// The lease ID, set by the expiration manager.
     pub lease_id: String,
+    /// What the backend needs to renew or revoke the secret later (never shown to clients).
+    #[serde(default)]
+    pub internal: Option<Map>,
 }
 
 /// Response-wrapping information.

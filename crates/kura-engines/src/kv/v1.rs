@@ -80,6 +80,7 @@ impl KvV1Backend {
                 ttl,
                 renewable: false,
                 lease_id: String::new(),
+                internal: None,
             }),
             ..Default::default()
         }))
