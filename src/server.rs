@@ -273,6 +273,14 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         api_addr: cfg.api_addr.clone(),
         cluster_addr: cfg.cluster_addr.clone(),
         disable_standby_reads: cfg.disable_standby_reads,
+        unauthed_rekey: cfg
+            .listeners
+            .iter()
+            .any(|l| !l.disable_unauthed_rekey_endpoints),
+        unauthed_generate_root: cfg
+            .listeners
+            .iter()
+            .any(|l| !l.disable_unauthed_generate_root_endpoints),
     };
     let core = Core::new(core_config, cached, factories());
 

@@ -158,11 +158,12 @@ impl AuditBroker {
                     return Err(AuditError::CreatedByApi(path));
                 }
                 Some(existing) => {
-                    same_config(&existing.config, &spec.config)
-                        .map_err(|what| AuditError::Modified {
+                    same_config(&existing.config, &spec.config).map_err(|what| {
+                        AuditError::Modified {
                             path: path.clone(),
                             what,
-                        })?;
+                        }
+                    })?;
                     changes.kept.push(path.clone());
                     next.insert(path, existing.clone());
                 }

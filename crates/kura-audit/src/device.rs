@@ -417,7 +417,10 @@ mod tests {
             AuditError::JsonxRemoved { .. }
         ));
         let jsonx = err(&[("file_path", "/a"), ("format", "jsonx")]).to_string();
-        assert!(jsonx.contains("jsonx formatting has been removed"), "{jsonx}");
+        assert!(
+            jsonx.contains("jsonx formatting has been removed"),
+            "{jsonx}"
+        );
         assert!(matches!(
             err(&[("file_path", "/a"), ("format", "yaml")]),
             AuditError::UnknownFormat { .. }
@@ -438,7 +441,9 @@ mod tests {
             err(&[("file_path", "/a"), ("prefix", "P")]),
             AuditError::PrefixNotAllowed { .. }
         ));
-        assert!(parse_options("f/", &config(&[("file_path", "/a"), ("prefix", "P")]), true).is_ok());
+        assert!(
+            parse_options("f/", &config(&[("file_path", "/a"), ("prefix", "P")]), true).is_ok()
+        );
         let mut syslog = config(&[]);
         syslog.kind = "syslog".into();
         assert!(matches!(

@@ -59,7 +59,12 @@ pub(crate) fn now() -> String {
 
 /// Copies `value` with object keys sorted (as Go writes maps) and, when `hasher` is given,
 /// every string hashed unless the nearest enclosing object key is in `skip_keys`.
-fn transform(value: &Value, key: Option<&str>, hasher: Option<&Hasher>, skip_keys: &[String]) -> Value {
+fn transform(
+    value: &Value,
+    key: Option<&str>,
+    hasher: Option<&Hasher>,
+    skip_keys: &[String],
+) -> Value {
     match value {
         Value::String(s) => match hasher {
             Some(h) if !key.is_some_and(|k| skip_keys.iter().any(|s| s == k)) => {
@@ -193,7 +198,11 @@ fn request_copy(req: &AuditRequest, hasher: Option<&Hasher>, opts: &FormatOption
             out.client_token_accessor = h.hash(&out.client_token_accessor);
         }
         for (name, values) in out.headers.iter_mut() {
-            if req.hmac_headers.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            if req
+                .hmac_headers
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+            {
                 for v in values.iter_mut() {
                     *v = h.hash(v);
                 }

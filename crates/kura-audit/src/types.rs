@@ -282,7 +282,10 @@ impl fmt::Debug for AuditRequest {
             .field("mount_accessor", &self.mount_accessor)
             .field("mount_class", &self.mount_class)
             .field("client_token", &redact(&self.client_token))
-            .field("client_token_accessor", &redact(&self.client_token_accessor))
+            .field(
+                "client_token_accessor",
+                &redact(&self.client_token_accessor),
+            )
             .field("namespace", &self.namespace)
             .field("path", &self.path)
             .field("data_keys", &keys(&self.data))
@@ -546,7 +549,12 @@ mod tests {
             ..Default::default()
         };
         let shown = format!("{req:?} {resp:?}");
-        for secret in ["s.secret-token", "acc-secret", "hunter2-plain", "s.wrap-secret"] {
+        for secret in [
+            "s.secret-token",
+            "acc-secret",
+            "hunter2-plain",
+            "s.wrap-secret",
+        ] {
             assert!(!shown.contains(secret), "{secret} shown by Debug");
         }
         assert!(shown.contains("password"));

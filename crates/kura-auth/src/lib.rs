@@ -74,6 +74,41 @@ pub(crate) mod testutil {
         r
     }
 
+    /// A storage that yields to the scheduler before every operation, so concurrent requests
+    /// interleave at each storage access as they would over a real backend.
+    pub struct YieldingStorage(pub Arc<MemoryStorage>);
+
+    #[async_trait::async_trait]
+    impl kura_logical::Storage for YieldingStorage {
+        async fn get(&self, key: &str) -> kura_logical::Result<Option<Vec<u8>>> {
+            tokio::task::yield_now().await;
+            self.0.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> kura_logical::Result<()> {
+            tokio::task::yield_now().await;
+            self.0.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> kura_logical::Result<()> {
+            tokio::task::yield_now().await;
+            self.0.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> kura_logical::Result<Vec<String>> {
+            tokio::task::yield_now().await;
+            self.0.list(prefix).await
+        }
+        async fn transaction(&self, ops: Vec<kura_storage::TxnOp>) -> kura_logical::Result<()> {
+            tokio::task::yield_now().await;
+            self.0.transaction(ops).await
+        }
+    }
+
+    /// A configuration whose storage is `storage` behind [`YieldingStorage`].
+    pub fn yielding_config(kind: &str, storage: Arc<MemoryStorage>) -> BackendConfig {
+        let mut c = config(kind, storage.clone());
+        c.storage = Arc::new(YieldingStorage(storage));
+        c
+    }
+
     /// The same request from a client address.
     pub fn from(mut r: Request, ip: &str) -> Request {
         r.remote_addr = Some(ip.parse().expect("test address"));

@@ -211,6 +211,60 @@ async fn new_hash(pw: &str, pre_hashed: String) -> Result<String> {
     }
 }
 
+/// Applies the token parameters and their legacy aliases of a user write.
+fn apply_fields(user: &mut UserEntry, f: &FieldData) -> Result<()> {
+    user.token.parse(f)?;
+    let UserEntry {
+        token,
+        policies,
+        ttl,
+        max_ttl,
+        bound_cidrs,
+        ..
+    } = user;
+    upgrade(
+        f,
+        "policies",
+        "token_policies",
+        policies,
+        &mut token.token_policies,
+        old_policies,
+    )?;
+    upgrade(
+        f,
+        "ttl",
+        "token_ttl",
+        ttl,
+        &mut token.token_ttl,
+        old_secs("ttl"),
+    )?;
+    upgrade(
+        f,
+        "max_ttl",
+        "token_max_ttl",
+        max_ttl,
+        &mut token.token_max_ttl,
+        old_secs("max_ttl"),
+    )?;
+    upgrade(
+        f,
+        "bound_cidrs",
+        "token_bound_cidrs",
+        bound_cidrs,
+        &mut token.token_bound_cidrs,
+        |f| {
+            token_params::parse_token_cidrs(&f.strings("bound_cidrs")?)
+                .map_err(|e| LogicalError::bad(e.to_string()))
+        },
+    )?;
+    if token.token_strictly_bind_ip && !token.token_bound_cidrs.is_empty() {
+        return Err(LogicalError::bad(
+            "'token_strictly_bind_ip' conflicts with 'token_bound_cidrs'; set only one",
+        ));
+    }
+    Ok(())
+}
+
 impl UserpassBackend {
     /// A userpass backend over the mount's storage view.
     pub fn new(config: BackendConfig) -> Self {
@@ -255,10 +309,13 @@ impl UserpassBackend {
     }
 
     async fn write_user(&self, name: &str, f: &FieldData) -> Result<Option<Response>> {
-        // Hash outside the lock: it is the slow part.
-        let sends_password = f.is_set("password") || f.is_set("password_hash");
-        let existing_check = self.load(name).await?.is_some();
-        let hash = if sends_password || !existing_check {
+        // Validate everything first, then hash outside the lock (it is the slow part), then
+        // apply the same changes to the entry as stored once the lock is held.
+        let existing = self.load(name).await?;
+        let needs_password =
+            existing.is_none() || f.is_set("password") || f.is_set("password_hash");
+        apply_fields(&mut existing.clone().unwrap_or_default(), f)?;
+        let hash = if needs_password {
             let (pw, pre) = password_input(f)?;
             Some(new_hash(&pw, pre).await?)
         } else {
@@ -266,61 +323,13 @@ impl UserpassBackend {
         };
         let _guard = self.locks.lock(name).await;
         let mut user = self.load(name).await?.unwrap_or_default();
-        user.token.parse(f)?;
+        apply_fields(&mut user, f)?;
         if let Some(h) = hash {
             user.password_hash = h;
         }
         if user.password_hash.is_empty() {
             return Err(LogicalError::bad(
                 "must provide either password or password_hash",
-            ));
-        }
-        let UserEntry {
-            token,
-            policies,
-            ttl,
-            max_ttl,
-            bound_cidrs,
-            ..
-        } = &mut user;
-        upgrade(
-            f,
-            "policies",
-            "token_policies",
-            policies,
-            &mut token.token_policies,
-            old_policies,
-        )?;
-        upgrade(
-            f,
-            "ttl",
-            "token_ttl",
-            ttl,
-            &mut token.token_ttl,
-            old_secs("ttl"),
-        )?;
-        upgrade(
-            f,
-            "max_ttl",
-            "token_max_ttl",
-            max_ttl,
-            &mut token.token_max_ttl,
-            old_secs("max_ttl"),
-        )?;
-        upgrade(
-            f,
-            "bound_cidrs",
-            "token_bound_cidrs",
-            bound_cidrs,
-            &mut token.token_bound_cidrs,
-            |f| {
-                token_params::parse_token_cidrs(&f.strings("bound_cidrs")?)
-                    .map_err(|e| LogicalError::bad(e.to_string()))
-            },
-        )?;
-        if token.token_strictly_bind_ip && !token.token_bound_cidrs.is_empty() {
-            return Err(LogicalError::bad(
-                "'token_strictly_bind_ip' conflicts with 'token_bound_cidrs'; set only one",
             ));
         }
         self.save(name, &user).await?;

@@ -18,7 +18,7 @@ use kura_bench::{ceiling, parse_duration, report, LoadConfig};
 
 /// Benchmarks Kura against OpenBao side by side on loopback.
 #[derive(Parser)]
-#[command(name = "kura-bench", version)]
+#[command(name = "kura-bench", version, args_override_self = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -44,7 +44,9 @@ enum Command {
     List,
 }
 
+/// Options of `run`; a repeated option takes its last value (so scripts can set defaults).
 #[derive(clap::Args)]
+#[command(args_override_self = true)]
 struct RunArgs {
     /// Measured window per run (e.g. 10s, 500ms).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]

@@ -179,6 +179,43 @@ fn scenario_table(out: &mut String, r: &BenchResults, topology: &str) {
     }
 }
 
+/// Lists why targets did not run scenarios of `topology` (unsupported or failed), one line each.
+fn not_run_notes(out: &mut String, r: &BenchResults, topology: &str) {
+    let mut notes = Vec::new();
+    for s in r.scenarios.iter().filter(|s| s.topology == topology) {
+        for (kind, outcome) in &s.targets {
+            let detail = match outcome {
+                Outcome::Unsupported { detail } | Outcome::Failed { detail } => detail,
+                _ => continue,
+            };
+            let mut line: String = detail
+                .lines()
+                .next()
+                .unwrap_or("")
+                .chars()
+                .take(200)
+                .collect();
+            if line.len() < detail.len() {
+                line.push('…');
+            }
+            notes.push(format!(
+                "- {} {}: {}: `{}`",
+                kind.name(),
+                s.name,
+                outcome.word(),
+                line.replace('`', "'")
+            ));
+        }
+    }
+    if !notes.is_empty() {
+        let _ = writeln!(out, "Not run:\n");
+        for n in notes {
+            let _ = writeln!(out, "{n}");
+        }
+        let _ = writeln!(out);
+    }
+}
+
 fn goal_row(
     out: &mut String,
     goal: &str,
@@ -270,6 +307,7 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
     let _ = writeln!(out, "## Single node\n");
     scenario_table(&mut out, r, "single");
     let _ = writeln!(out);
+    not_run_notes(&mut out, r, "single");
     let ceiling = r
         .scenarios
         .iter()
@@ -367,6 +405,7 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         );
         scenario_table(&mut out, r, "cluster3");
         let _ = writeln!(out);
+        not_run_notes(&mut out, r, "cluster3");
         for (kind, rss) in &r.cluster_idle_rss_kib {
             let _ = writeln!(
                 out,
@@ -733,6 +772,7 @@ mod tests {
         assert!(md.contains("| userpass_login | 40.0 | unsupported |"));
         assert!(md.contains("60000 req/s"));
         assert!(md.contains("bao 8.3%"));
+        assert!(md.contains("- kura userpass_login: unsupported: `404`"));
     }
 
     #[test]

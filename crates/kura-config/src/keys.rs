@@ -143,6 +143,7 @@ pub const LISTENER_TCP: KeyTable = KeyTable {
         "telemetry",
         "custom_response_headers",
         "disable_unauthed_rekey_endpoints",
+        "disable_unauthed_generate_root_endpoints",
     ],
     not_acted_on: &[
         "purpose",
@@ -197,6 +198,7 @@ pub const LISTENER_UNIX: KeyTable = KeyTable {
         "telemetry",
         "custom_response_headers",
         "disable_unauthed_rekey_endpoints",
+        "disable_unauthed_generate_root_endpoints",
     ],
     // A Unix socket has no TLS, cluster port or proxy in front: these TCP options are accepted
     // (OpenBao shares one listener schema) but have no effect there.

@@ -275,6 +275,9 @@ pub struct ListenerConfig {
     /// `disable_unauthed_rekey_endpoints` (default true: `bao server` 2.7.2 answers the legacy
     /// unauthenticated `sys/rekey/*` endpoints with 405 unless this is set to false).
     pub disable_unauthed_rekey_endpoints: bool,
+    /// `disable_unauthed_generate_root_endpoints` (default true, as in OpenBao 2.7: the legacy
+    /// unauthenticated `sys/generate-root/*` endpoints answer 405 unless this is false).
+    pub disable_unauthed_generate_root_endpoints: bool,
     /// `socket_mode` (unix).
     pub socket_mode: Option<String>,
     /// `socket_user` (unix).
@@ -323,6 +326,7 @@ impl ListenerConfig {
             http_idle_timeout: Duration::from_secs(300),
             custom_response_headers: None,
             disable_unauthed_rekey_endpoints: true,
+            disable_unauthed_generate_root_endpoints: true,
             socket_mode: None,
             socket_user: None,
             socket_group: None,

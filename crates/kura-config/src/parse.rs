@@ -562,6 +562,9 @@ impl<'a> FileParser<'a> {
                 "disable_unauthed_rekey_endpoints" => {
                     l.disable_unauthed_rekey_endpoints = at.bool()?
                 }
+                "disable_unauthed_generate_root_endpoints" => {
+                    l.disable_unauthed_generate_root_endpoints = at.bool()?
+                }
                 "socket_mode" => l.socket_mode = at.opt_string()?,
                 "socket_user" => l.socket_user = at.opt_string()?,
                 "socket_group" => l.socket_group = at.opt_string()?,

@@ -675,7 +675,8 @@ fn every_supported_listener_key_is_handled_without_warning() {
       "http_read_header_timeout": "2s", "http_write_timeout": "3s", "http_idle_timeout": "4s",
       "telemetry": {"unauthenticated_metrics_access": true},
       "custom_response_headers": {"default": {"X-A": ["b"]}},
-      "disable_unauthed_rekey_endpoints": true
+      "disable_unauthed_rekey_endpoints": true,
+      "disable_unauthed_generate_root_endpoints": true
     }}}"#,
     );
     assert!(c.warnings.is_empty(), "{:#?}", c.warnings);

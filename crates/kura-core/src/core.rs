@@ -48,6 +48,10 @@ pub struct CoreConfig {
     pub cluster_addr: Option<String>,
     /// Standbys forward everything instead of serving reads.
     pub disable_standby_reads: bool,
+    /// Serve the legacy unauthenticated `sys/rekey/*` endpoints (a listener enabled them).
+    pub unauthed_rekey: bool,
+    /// Serve the legacy unauthenticated `sys/generate-root/*` endpoints.
+    pub unauthed_generate_root: bool,
 }
 
 impl Default for CoreConfig {
@@ -60,6 +64,8 @@ impl Default for CoreConfig {
             api_addr: None,
             cluster_addr: None,
             disable_standby_reads: false,
+            unauthed_rekey: false,
+            unauthed_generate_root: false,
         }
     }
 }
@@ -139,6 +145,8 @@ pub struct Core {
     pub(crate) state_lock: tokio::sync::Mutex<()>,
     /// A weak handle to this core, for background tasks.
     pub(crate) self_ref: std::sync::Weak<Core>,
+    /// Root-token generation and rekey progress.
+    pub(crate) recovery: tokio::sync::Mutex<crate::recovery::RecoveryState>,
 }
 
 impl Core {
@@ -152,6 +160,7 @@ impl Core {
         let (ha, _) = watch::channel(HaState::Sealed);
         Arc::new_cyclic(|self_ref| Core {
             self_ref: self_ref.clone(),
+            recovery: tokio::sync::Mutex::new(Default::default()),
             config,
             physical,
             barrier,
@@ -272,19 +281,24 @@ impl Core {
         let result = self.first_setup(root_token_id).await;
         self.barrier.seal();
         let root_token = result?;
-        let cfg = SealConfig {
+        self.write_seal_config(&SealConfig {
             kind: "shamir".into(),
             secret_shares: shares,
             secret_threshold: threshold,
             nonce: String::new(),
-        };
+        })
+        .await?;
+        Ok(InitResult { keys, root_token })
+    }
+
+    pub(crate) async fn write_seal_config(&self, cfg: &SealConfig) -> Result<()> {
         self.physical
             .put(
                 SEAL_CONFIG_PATH,
-                serde_json::to_vec(&cfg).map_err(|e| LogicalError::Internal(e.to_string()))?,
+                serde_json::to_vec(cfg).map_err(|e| LogicalError::Internal(e.to_string()))?,
             )
             .await?;
-        Ok(InitResult { keys, root_token })
+        Ok(())
     }
 
     /// Writes what a new cluster needs inside the barrier; returns the root token.

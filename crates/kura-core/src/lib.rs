@@ -8,6 +8,7 @@ mod ha;
 mod leases;
 mod mounts;
 mod policy_store;
+mod recovery;
 mod sys;
 mod token;
 mod token_backend;

@@ -45,6 +45,7 @@ enum S {
     LeaseRevokePrefix,
     LeaseRevokeForce,
     LeaseTidy,
+    GenerateRootToken,
     Wrap,
     Unwrap,
     WrapLookup,
@@ -256,6 +257,14 @@ fn table() -> PathTable<S> {
             S::LeaseRevokeForce,
         ),
         (
+            PathSpec::new(
+                "generate-root-token/(attempt|update)",
+                &[O::Read, O::Update, O::Delete],
+                "Generate a root token from unseal key shares",
+            ),
+            S::GenerateRootToken,
+        ),
+        (
             PathSpec::new("leases/tidy", &[O::Update], "Tidy leases"),
             S::LeaseTidy,
         ),
@@ -349,6 +358,7 @@ pub(crate) fn special_paths() -> SpecialPaths {
             "revoke-force/*",
             "leases/revoke-prefix/*",
             "leases/revoke-force/*",
+            "generate-root-token/*",
             "leases/lookup/*",
             "config/*",
         ]
@@ -481,6 +491,55 @@ impl Core {
                 Ok(Some(raw_json(200, self.seal_status().await?)))
             }
             ("sys/health", O::Read) => Ok(Some(self.health(req).await?)),
+            ("sys/generate-root/attempt" | "sys/generate-root/update", _) => {
+                if !self.config.unauthed_generate_root {
+                    return Err(LogicalError::UnsupportedOperation);
+                }
+                if self.is_sealed() {
+                    return Err(LogicalError::Sealed);
+                }
+                self.generate_root_endpoint(path.ends_with("update"), req)
+                    .await
+                    .map(Some)
+            }
+            ("sys/rekey/init" | "sys/rekey/update", _) => {
+                if !self.config.unauthed_rekey {
+                    return Err(LogicalError::UnsupportedOperation);
+                }
+                if self.is_sealed() {
+                    return Err(LogicalError::Sealed);
+                }
+                let fd = f(vec![
+                    FieldSpec::new("secret_shares", T::Int, ""),
+                    FieldSpec::new("secret_threshold", T::Int, ""),
+                    FieldSpec::new("pgp_keys", T::CommaStringSlice, ""),
+                    FieldSpec::new("backup", T::Bool, ""),
+                    FieldSpec::new("require_verification", T::Bool, ""),
+                    FieldSpec::new("key", T::String, ""),
+                    FieldSpec::new("nonce", T::String, ""),
+                ]);
+                let v = match (path, req.operation) {
+                    ("sys/rekey/init", O::Read) => self.rekey_status().await?,
+                    ("sys/rekey/init", O::Delete) => {
+                        self.rekey_cancel().await;
+                        return Ok(Some(Response {
+                            status: Some(204),
+                            ..Default::default()
+                        }));
+                    }
+                    ("sys/rekey/init", _) => {
+                        self.rekey_start(
+                            fd.int("secret_shares")?,
+                            fd.int("secret_threshold")?,
+                            !fd.strings("pgp_keys")?.is_empty() || fd.bool("backup")?,
+                            fd.bool("require_verification")?,
+                        )
+                        .await?
+                    }
+                    _ => self.rekey_update(&fd.string("key")?, &fd.string("nonce")?).await?,
+                };
+                Ok(Some(raw_json(200, v)))
+            }
             ("sys/leader", O::Read) => {
                 if !self.ha_enabled() {
                     return Ok(Some(raw_json(200, json!({ "ha_enabled": false }))));
@@ -507,6 +566,39 @@ impl Core {
                 )))
             }
             _ => Ok(None),
+        }
+    }
+
+    /// `sys/generate-root[-token]/{attempt,update}`.
+    async fn generate_root_endpoint(&self, update: bool, req: &Request) -> Result<Response> {
+        let fd = FieldData::new(
+            req.data.clone(),
+            Default::default(),
+            vec![
+                FieldSpec::new("otp", T::String, ""),
+                FieldSpec::new("pgp_key", T::String, ""),
+                FieldSpec::new("key", T::String, ""),
+                FieldSpec::new("nonce", T::String, ""),
+            ],
+        );
+        if update {
+            return self
+                .root_generation_update(&fd.string("key")?, &fd.string("nonce")?)
+                .await;
+        }
+        match req.operation {
+            O::Read => self.root_generation_status().await,
+            O::Delete => {
+                self.root_generation_cancel().await;
+                Ok(Response {
+                    status: Some(204),
+                    ..Default::default()
+                })
+            }
+            _ => {
+                self.root_generation_start(&fd.string("otp")?, &fd.string("pgp_key")?)
+                    .await
+            }
         }
     }
 
@@ -736,6 +828,10 @@ impl Core {
                 Ok(None)
             }
             S::LeaseTidy => Ok(None),
+            S::GenerateRootToken => self
+                .generate_root_endpoint(req.relative_path.ends_with("update"), req)
+                .await
+                .map(Some),
             S::Wrap => {
                 if req.data.is_empty() {
                     return Err(LogicalError::bad("empty request body"));

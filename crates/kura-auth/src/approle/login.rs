@@ -1,4 +1,5 @@
-//! `login`: role ID (and secret ID when the role binds one) → an [`Auth`] for the core.
+//! `login`: role ID (and secret ID when the role binds one) → a [`kura_logical::Auth`] for the
+//! core.
 
 use std::net::IpAddr;
 

@@ -30,7 +30,7 @@ mod role;
 mod secret_id;
 mod tidy;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -558,7 +558,7 @@ impl LogicalBackend for ApproleBackend {
             P::Role => match op {
                 Operation::Read => role::read(inner, f).await?,
                 Operation::Delete => role::delete(inner, f).await?,
-                _ => role::write(inner, f, op).await?,
+                _ => role::write(inner, f).await?,
             },
             P::Field(field) => match op {
                 Operation::Read => role::read_field(inner, f, field).await?,

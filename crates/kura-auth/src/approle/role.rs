@@ -1,6 +1,6 @@
 //! Roles: create, read, update, delete, list, the per-field sub-paths and the role ID.
 
-use kura_logical::{FieldData, LogicalError, Map, Operation, Response, Result, StorageExt};
+use kura_logical::{FieldData, LogicalError, Map, Response, Result, StorageExt};
 use kura_storage::TxnOp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 use super::{hmac_hex, secret_id, Inner, MAX_HMAC_INPUT};
 use crate::cidr;
 use crate::token_params::{self, old_policies, old_secs, opt_secs, upgrade, TokenParams};
-use crate::util::{self, coded, go_duration, internal, sanitize_policies};
+use crate::util::{self, go_duration, internal, sanitize_policies};
 
 /// A role field with its own sub-path (`role/<name>/<field>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -217,11 +217,7 @@ pub(crate) async fn read(inner: &Inner, f: &FieldData) -> Result<Option<Response
 }
 
 /// Creates or updates `role/<name>`.
-pub(crate) async fn write(
-    inner: &Inner,
-    f: &FieldData,
-    _op: Operation,
-) -> Result<Option<Response>> {
+pub(crate) async fn write(inner: &Inner, f: &FieldData) -> Result<Option<Response>> {
     let name = role_name(f)?;
     let _guard = inner.role_locks.lock(&name).await;
     let existing = load(inner, &name).await?;
@@ -603,7 +599,7 @@ pub(crate) async fn delete_field(
         Field::TokenNumUses => role.token.token_num_uses = 0,
         Field::TokenTtl => role.token.token_ttl = 0,
         Field::TokenMaxTtl => role.token.token_max_ttl = 0,
-        Field::RoleId | Field::LocalSecretIds => return Err(coded(405, "unsupported operation")),
+        Field::RoleId | Field::LocalSecretIds => return Err(LogicalError::UnsupportedOperation),
     }
     let previous = role.role_id.clone();
     save(inner, &role, Some(previous.as_str())).await?;

@@ -208,7 +208,7 @@ pub(crate) async fn generate(
         }
         let n = n as u64;
         let role_n = role.secret_id_num_uses;
-        if (n == 0 && role_n > 0) || (role_n > 0 && n > role_n) {
+        if role_n > 0 && (n == 0 || n > role_n) {
             return Err(LogicalError::bad(
                 "num_uses cannot be higher than the role's secret_id_num_uses",
             ));
@@ -220,7 +220,7 @@ pub(crate) async fn generate(
     let ttl = if f.is_set("ttl") {
         let t = opt_secs(f, "ttl")?.unwrap_or(0);
         let role_t = role.secret_id_ttl;
-        if (t == 0 && role_t > 0) || (role_t > 0 && t > role_t) {
+        if role_t > 0 && (t == 0 || t > role_t) {
             return Err(LogicalError::bad(
                 "ttl cannot be longer than the role's secret_id_ttl",
             ));
