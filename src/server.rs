@@ -146,6 +146,8 @@ fn factories() -> BTreeMap<String, BackendFactory> {
         "cubbyhole".into(),
         Arc::new(kura_engines::cubbyhole_factory),
     );
+    f.insert("userpass".into(), Arc::new(kura_auth::userpass_factory));
+    f.insert("approle".into(), Arc::new(kura_auth::approle_factory));
     f
 }
 
@@ -277,6 +279,7 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .listeners
             .iter()
             .any(|l| !l.disable_unauthed_rekey_endpoints),
+        audit: audit_options(&cfg),
         unauthed_generate_root: cfg
             .listeners
             .iter()
@@ -364,7 +367,15 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         tasks.push(tokio::spawn(l.serve(core.clone())));
     }
 
-    wait_for_shutdown().await;
+    wait_for_shutdown(
+        &core,
+        if args.dev {
+            Vec::new()
+        } else {
+            args.config.clone()
+        },
+    )
+    .await;
     tracing::info!("shutting down");
     for t in &tasks {
         t.abort();
@@ -376,7 +387,36 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_shutdown() {
+fn audit_options(cfg: &Config) -> kura_core::AuditOptions {
+    kura_core::AuditOptions {
+        devices: cfg.audit.clone(),
+        allow_prefixing: cfg.allow_audit_log_prefixing,
+        allow_api_creation: cfg.unsafe_allow_api_audit_creation,
+    }
+}
+
+/// SIGHUP: re-reads the configuration files and applies what can change in place (audit
+/// devices, which are also reopened for log rotation). Nothing is duplicated: the broker swaps
+/// its device set.
+async fn reload(core: &Core, paths: &[PathBuf]) {
+    if paths.is_empty() {
+        return;
+    }
+    match kura_config::load(paths) {
+        Ok(cfg) => {
+            for w in &cfg.warnings {
+                tracing::warn!("{w}");
+            }
+            match core.reload_audit(audit_options(&cfg)).await {
+                Ok(()) => tracing::info!("configuration reloaded"),
+                Err(e) => tracing::error!(error = %e, "reloading audit devices failed"),
+            }
+        }
+        Err(e) => tracing::error!(error = %e, "reload: configuration not loaded"),
+    }
+}
+
+async fn wait_for_shutdown(core: &Core, config_paths: Vec<PathBuf>) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
@@ -386,7 +426,8 @@ async fn wait_for_shutdown() {
             _ = term.recv() => return,
             _ = int.recv() => return,
             _ = hup.recv() => {
-                tracing::info!("SIGHUP received: nothing to reload yet (certificates and audit files reload in a later release)");
+                tracing::info!("SIGHUP received: reloading");
+                reload(core, &config_paths).await;
             }
         }
     }

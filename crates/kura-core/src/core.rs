@@ -52,6 +52,8 @@ pub struct CoreConfig {
     pub unauthed_rekey: bool,
     /// Serve the legacy unauthenticated `sys/generate-root/*` endpoints.
     pub unauthed_generate_root: bool,
+    /// Audit devices and settings.
+    pub audit: crate::audit::AuditOptions,
 }
 
 impl Default for CoreConfig {
@@ -66,6 +68,7 @@ impl Default for CoreConfig {
             disable_standby_reads: false,
             unauthed_rekey: false,
             unauthed_generate_root: false,
+            audit: Default::default(),
         }
     }
 }
@@ -147,6 +150,10 @@ pub struct Core {
     pub(crate) self_ref: std::sync::Weak<Core>,
     /// Root-token generation and rekey progress.
     pub(crate) recovery: tokio::sync::Mutex<crate::recovery::RecoveryState>,
+    /// Enabled audit devices.
+    pub(crate) audit: kura_audit::AuditBroker,
+    /// The audit settings of the configuration (replaced on SIGHUP).
+    pub(crate) audit_config: RwLock<crate::audit::AuditOptions>,
 }
 
 impl Core {
@@ -161,6 +168,8 @@ impl Core {
         Arc::new_cyclic(|self_ref| Core {
             self_ref: self_ref.clone(),
             recovery: tokio::sync::Mutex::new(Default::default()),
+            audit: kura_audit::AuditBroker::new(),
+            audit_config: RwLock::new(config.audit.clone()),
             config,
             physical,
             barrier,
@@ -470,6 +479,7 @@ impl Core {
             expiration,
             leases,
         });
+        self.start_audit().await?;
         *self.runtime.write().expect("runtime lock") = Some(runtime);
         self.standby.store(false, Ordering::Relaxed);
         self.ha.send_replace(HaState::Active);
@@ -529,6 +539,7 @@ impl Core {
         if let Some(lock) = self.physical.ha_lock() {
             let _ = lock.release().await;
         }
+        self.audit.clear();
         self.barrier.seal();
         self.reset_unseal().await;
         self.ha.send_replace(HaState::Sealed);
@@ -600,6 +611,7 @@ impl Core {
 
         // Token and ACL.
         let mut token_entry: Option<TokenEntry> = None;
+        let mut denied = false;
         if !unauthenticated {
             let entry = rt
                 .tokens
@@ -647,27 +659,49 @@ impl Core {
             )
             .then_some(&req.data);
             let decision = acl.check(&req.path, cap, params);
-            if !decision.allowed && !acl_exempt {
-                return Err(LogicalError::PermissionDenied);
-            }
+            denied = !decision.allowed && !acl_exempt;
             if matches_any(&special.root, &req.relative_path) {
                 let sudo = acl.check(&req.path, Capability::SUDO, None);
-                if !sudo.allowed {
-                    return Err(LogicalError::PermissionDenied);
-                }
+                denied |= !sudo.allowed;
             }
 
             token_entry = Some(entry);
         }
 
+        // Audit: fail closed — a request no device can record is refused before it runs.
+        let mut record = self.audit_request(&req, token_entry.as_ref(), mounted.as_deref());
+        if denied {
+            record.error = "permission denied".into();
+            self.audit_log_request(&record)?;
+            let result = Err(LogicalError::PermissionDenied);
+            self.audit_log_response(&record, &result, mounted.as_deref())?;
+            return result;
+        }
+        self.audit_log_request(&record)?;
+        let result = self
+            .execute(&rt, &req, mounted.as_ref(), token_entry, is_sys)
+            .await;
+        self.audit_log_response(&record, &result, mounted.as_deref())?;
+        result
+    }
+
+    /// Runs an authorised request: the backend, then login tokens, leases and wrapping.
+    async fn execute(
+        &self,
+        rt: &Arc<Runtime>,
+        req: &Request,
+        mounted: Option<&Arc<Mounted>>,
+        mut token_entry: Option<TokenEntry>,
+        is_sys: bool,
+    ) -> Result<Response> {
         let mut last_use = false;
         if let Some(entry) = token_entry.as_mut() {
             last_use = rt.tokens.use_token(entry).await?;
         }
 
-        let result = match &mounted {
-            Some(m) => m.backend.handle(&req).await,
-            None => self.handle_sys(&rt, &req).await,
+        let result = match mounted {
+            Some(m) => m.backend.handle(req).await,
+            None => self.handle_sys(rt, req).await,
         };
         if last_use {
             if let Some(entry) = &token_entry {
@@ -675,15 +709,15 @@ impl Core {
             }
         }
         let mut resp = result?;
-        if let (Some(m), Some(r)) = (&mounted, resp.as_mut()) {
+        if let (Some(m), Some(r)) = (mounted, resp.as_mut()) {
             if m.entry.kind == MountKind::Auth && m.entry.backend_type != "token" {
                 if let Some(auth) = r.auth.as_mut() {
-                    self.issue_login_token(&rt, m, &req, auth, &mut r.warnings)
+                    self.issue_login_token(rt, m, req, auth, &mut r.warnings)
                         .await?;
                 }
             }
         }
-        if let (Some(m), Some(r)) = (&mounted, resp.as_mut()) {
+        if let (Some(m), Some(r)) = (mounted, resp.as_mut()) {
             // KV returns a TTL hint, not a lease (as in OpenBao: no lease for kv mounts).
             if m.entry.backend_type != "kv" {
                 if let Some(lease) = r.lease.as_mut().filter(|l| l.lease_id.is_empty()) {
@@ -691,7 +725,7 @@ impl Core {
                         .as_ref()
                         .map(|e| e.hash.clone())
                         .unwrap_or_default();
-                    self.register_lease(&rt, &req.path, &token_hash, m.view.as_ref(), lease)
+                    self.register_lease(rt, &req.path, &token_hash, m.view.as_ref(), lease)
                         .await?;
                 }
             }
@@ -709,7 +743,7 @@ impl Core {
         .filter(|t| !t.is_zero());
         if let Some(ttl) = wrap_ttl {
             if let Some(r) = resp.take_if(|r| r.data.is_some() || r.auth.is_some()) {
-                return self.wrap_response(&rt, r, ttl, &req.path).await;
+                return self.wrap_response(rt, r, ttl, &req.path).await;
             }
         }
         match resp {

@@ -2,6 +2,7 @@
 //! routing to a mount, the backend — plus the seal, the mount tables, the token and policy
 //! stores, the system endpoints and the HA state.
 
+mod audit;
 mod core;
 mod expiration;
 mod ha;
@@ -20,6 +21,7 @@ mod wrapping;
 mod tests;
 
 pub use crate::core::{BackendFactory, ClusterInfo, Core, CoreConfig, HandledResponse, InitResult};
+pub use audit::AuditOptions;
 pub use ha::HaState;
 pub use mounts::{MountConfig, MountEntry, MountKind};
 pub use token::TokenEntry;

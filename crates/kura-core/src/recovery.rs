@@ -52,17 +52,20 @@ impl Core {
     }
 
     /// Combines shares and checks they rebuild this barrier's root key.
-    async fn verify_shares(&self, cfg: &SealConfig, shares: &[Zeroizing<Vec<u8>>]) -> Result<Zeroizing<Vec<u8>>> {
+    async fn verify_shares(
+        &self,
+        cfg: &SealConfig,
+        shares: &[Zeroizing<Vec<u8>>],
+    ) -> Result<Zeroizing<Vec<u8>>> {
         let key = if cfg.secret_threshold <= 1 {
             shares[0].clone()
         } else {
             let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
             Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
         };
-        self.barrier
-            .unseal(&key)
-            .await
-            .map_err(|_| LogicalError::bad("the unseal key shares given do not rebuild the root key"))?;
+        self.barrier.unseal(&key).await.map_err(|_| {
+            LogicalError::bad("the unseal key shares given do not rebuild the root key")
+        })?;
         Ok(key)
     }
 
@@ -91,7 +94,9 @@ impl Core {
     /// Starts a root-token generation; returns the OTP the caller decodes the token with.
     pub(crate) async fn root_generation_start(&self, otp: &str, pgp_key: &str) -> Result<Response> {
         if !pgp_key.is_empty() {
-            return Err(LogicalError::bad("PGP-encrypted root tokens are not supported by Kura yet"));
+            return Err(LogicalError::bad(
+                "PGP-encrypted root tokens are not supported by Kura yet",
+            ));
         }
         let cfg = self.required_shares().await?;
         let mut st = self.recovery.lock().await;
@@ -148,7 +153,9 @@ impl Core {
             .as_mut()
             .ok_or_else(|| LogicalError::bad("no root generation in progress"))?;
         if gen.nonce != nonce {
-            return Err(LogicalError::bad(format!("nonce mismatch: {nonce} vs the running one")));
+            return Err(LogicalError::bad(format!(
+                "nonce mismatch: {nonce} vs the running one"
+            )));
         }
         if !gen.shares.iter().any(|s| s.as_slice() == share.as_slice()) {
             gen.shares.push(share);
@@ -207,15 +214,31 @@ impl Core {
     }
 
     /// Starts a rekey to `shares`/`threshold`.
-    pub(crate) async fn rekey_start(&self, shares: i64, threshold: i64, pgp: bool, verify: bool) -> Result<Value> {
+    pub(crate) async fn rekey_start(
+        &self,
+        shares: i64,
+        threshold: i64,
+        pgp: bool,
+        verify: bool,
+    ) -> Result<Value> {
         if pgp {
-            return Err(LogicalError::bad("PGP-encrypted key shares are not supported by Kura yet"));
+            return Err(LogicalError::bad(
+                "PGP-encrypted key shares are not supported by Kura yet",
+            ));
         }
         if verify {
-            return Err(LogicalError::bad("rekey verification is not supported by Kura yet"));
+            return Err(LogicalError::bad(
+                "rekey verification is not supported by Kura yet",
+            ));
         }
-        if !(1..=255).contains(&shares) || threshold < 1 || threshold > shares || (shares > 1 && threshold == 1) {
-            return Err(LogicalError::bad("invalid rekey configuration: check secret_shares and secret_threshold"));
+        if !(1..=255).contains(&shares)
+            || threshold < 1
+            || threshold > shares
+            || (shares > 1 && threshold == 1)
+        {
+            return Err(LogicalError::bad(
+                "invalid rekey configuration: check secret_shares and secret_threshold",
+            ));
         }
         {
             let mut st = self.recovery.lock().await;
@@ -247,7 +270,9 @@ impl Core {
             .as_mut()
             .ok_or_else(|| LogicalError::bad("no rekey in progress"))?;
         if rk.nonce != nonce {
-            return Err(LogicalError::bad(format!("nonce mismatch: {nonce} vs the running one")));
+            return Err(LogicalError::bad(format!(
+                "nonce mismatch: {nonce} vs the running one"
+            )));
         }
         if !rk.shares.iter().any(|s| s.as_slice() == share.as_slice()) {
             rk.shares.push(share);

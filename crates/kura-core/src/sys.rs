@@ -46,6 +46,9 @@ enum S {
     LeaseRevokeForce,
     LeaseTidy,
     GenerateRootToken,
+    AuditList,
+    Audit,
+    AuditHash,
     Wrap,
     Unwrap,
     WrapLookup,
@@ -255,6 +258,37 @@ fn table() -> PathTable<S> {
             )
             .fields(lease_fields()),
             S::LeaseRevokeForce,
+        ),
+        (
+            PathSpec::new("audit/?", &[O::Read], "List audit devices"),
+            S::AuditList,
+        ),
+        (
+            PathSpec::new(
+                "audit/(?P<path>.+)",
+                &[O::Update, O::Delete],
+                "An audit device",
+            )
+            .fields(vec![
+                FieldSpec::new("path", T::String, ""),
+                FieldSpec::new("type", T::String, ""),
+                FieldSpec::new("description", T::String, ""),
+                FieldSpec::new("options", T::KvPairs, ""),
+                FieldSpec::new("local", T::Bool, ""),
+            ]),
+            S::Audit,
+        ),
+        (
+            PathSpec::new(
+                "audit-hash/(?P<path>.+)",
+                &[O::Update],
+                "Hash with a device's salt",
+            )
+            .fields(vec![
+                FieldSpec::new("path", T::String, ""),
+                FieldSpec::new("input", T::String, ""),
+            ]),
+            S::AuditHash,
         ),
         (
             PathSpec::new(
@@ -536,7 +570,10 @@ impl Core {
                         )
                         .await?
                     }
-                    _ => self.rekey_update(&fd.string("key")?, &fd.string("nonce")?).await?,
+                    _ => {
+                        self.rekey_update(&fd.string("key")?, &fd.string("nonce")?)
+                            .await?
+                    }
                 };
                 Ok(Some(raw_json(200, v)))
             }
@@ -828,16 +865,42 @@ impl Core {
                 Ok(None)
             }
             S::LeaseTidy => Ok(None),
+            S::AuditList => {
+                let list = serde_json::to_value(self.audit_broker().list())
+                    .map_err(|e| LogicalError::Internal(e.to_string()))?;
+                Ok(Some(legacy(list)))
+            }
+            S::Audit => {
+                let path = f.string("path")?;
+                if req.operation == O::Delete {
+                    self.audit_broker()
+                        .disable(&path)
+                        .map_err(|e| LogicalError::bad(e.to_string()))?;
+                    return Ok(None);
+                }
+                let config = kura_config::AuditDeviceConfig {
+                    kind: f.string("type")?,
+                    path,
+                    description: f.opt_string("description")?,
+                    local: f.bool("local")?,
+                    options: f.opt_kv_pairs("options")?.unwrap_or_default(),
+                    file: "api".into(),
+                };
+                self.enable_audit_api(config).await?;
+                Ok(None)
+            }
+            S::AuditHash => {
+                let hash = self
+                    .audit_broker()
+                    .hash(&f.string("path")?, &f.string("input")?)
+                    .map_err(|e| LogicalError::bad(e.to_string()))?;
+                Ok(Some(legacy(json!({ "hash": hash }))))
+            }
             S::GenerateRootToken => self
                 .generate_root_endpoint(req.relative_path.ends_with("update"), req)
                 .await
                 .map(Some),
-            S::Wrap => {
-                if req.data.is_empty() {
-                    return Err(LogicalError::bad("empty request body"));
-                }
-                Ok(Some(Response::with_data(req.data.clone())))
-            }
+            S::Wrap => Ok(Some(Response::with_data(req.data.clone()))),
             S::Unwrap | S::WrapLookup | S::Rewrap => {
                 let mut token = f.string("token")?;
                 if token.is_empty() {
