@@ -31,6 +31,16 @@ pub(crate) struct Rekey {
     new_shares: u8,
     new_threshold: u8,
     shares: Vec<Zeroizing<Vec<u8>>>,
+    verify: bool,
+}
+
+/// A rekey whose new key waits until holders of the new shares prove they have them.
+pub(crate) struct PendingVerification {
+    nonce: String,
+    new_key: Zeroizing<Vec<u8>>,
+    new_shares: u8,
+    new_threshold: u8,
+    shares: Vec<Zeroizing<Vec<u8>>>,
 }
 
 /// Unseal-key-share state shared by both flows.
@@ -38,6 +48,7 @@ pub(crate) struct Rekey {
 pub(crate) struct RecoveryState {
     pub root: Option<RootGeneration>,
     pub rekey: Option<Rekey>,
+    pub verification: Option<PendingVerification>,
 }
 
 fn b64() -> base64::engine::GeneralPurpose {
@@ -226,11 +237,6 @@ impl Core {
                 "PGP-encrypted key shares are not supported by Kura yet",
             ));
         }
-        if verify {
-            return Err(LogicalError::bad(
-                "rekey verification is not supported by Kura yet",
-            ));
-        }
         if !(1..=255).contains(&shares)
             || threshold < 1
             || threshold > shares
@@ -250,6 +256,7 @@ impl Core {
                 new_shares: shares as u8,
                 new_threshold: threshold as u8,
                 shares: Vec::new(),
+                verify,
             });
         }
         self.rekey_status().await
@@ -299,26 +306,126 @@ impl Core {
                 .map(Zeroizing::new)
                 .collect()
         };
-        let _guard = self.state_lock.lock().await;
-        self.barrier
-            .rekey_root(&new_key)
-            .await
-            .map_err(crate::view::barrier_err)?;
-        self.write_seal_config(&SealConfig {
-            kind: "shamir".into(),
-            secret_shares: rk.new_shares,
-            secret_threshold: rk.new_threshold,
-            nonce: String::new(),
-        })
-        .await?;
+        let hex_keys: Vec<String> = keys.iter().map(|k| hex::encode(k.as_slice())).collect();
+        let b64_keys: Vec<String> = keys.iter().map(|k| b64().encode(k.as_slice())).collect();
+        if rk.verify {
+            let verification_nonce = new_uuid();
+            self.recovery.lock().await.verification = Some(PendingVerification {
+                nonce: verification_nonce.clone(),
+                new_key,
+                new_shares: rk.new_shares,
+                new_threshold: rk.new_threshold,
+                shares: Vec::new(),
+            });
+            return Ok(json!({
+                "complete": true,
+                "nonce": rk.nonce,
+                "keys": hex_keys,
+                "keys_base64": b64_keys,
+                "pgp_fingerprints": null,
+                "backup": false,
+                "verification_required": true,
+                "verification_nonce": verification_nonce,
+            }));
+        }
+        self.apply_rekey(&new_key, rk.new_shares, rk.new_threshold)
+            .await?;
         Ok(json!({
             "complete": true,
             "nonce": rk.nonce,
-            "keys": keys.iter().map(|k| hex::encode(k.as_slice())).collect::<Vec<_>>(),
-            "keys_base64": keys.iter().map(|k| b64().encode(k.as_slice())).collect::<Vec<_>>(),
+            "keys": hex_keys,
+            "keys_base64": b64_keys,
             "pgp_fingerprints": null,
             "backup": false,
             "verification_required": false,
         }))
+    }
+
+    async fn apply_rekey(&self, new_key: &[u8], shares: u8, threshold: u8) -> Result<()> {
+        let _guard = self.state_lock.lock().await;
+        self.barrier
+            .rekey_root(new_key)
+            .await
+            .map_err(crate::view::barrier_err)?;
+        self.write_seal_config(&SealConfig {
+            kind: "shamir".into(),
+            secret_shares: shares,
+            secret_threshold: threshold,
+            nonce: String::new(),
+        })
+        .await
+    }
+
+    /// Status of a rekey verification.
+    pub(crate) async fn rekey_verify_status(&self) -> Result<Value> {
+        let st = self.recovery.lock().await;
+        let v = st
+            .verification
+            .as_ref()
+            .ok_or_else(|| LogicalError::bad("no rekey verification in progress"))?;
+        Ok(json!({
+            "started": true, "nonce": v.nonce, "t": v.new_threshold, "n": v.new_shares,
+            "progress": v.shares.len(),
+        }))
+    }
+
+    /// Restarts a rekey verification with a new nonce.
+    pub(crate) async fn rekey_verify_cancel(&self) -> Result<Value> {
+        {
+            let mut st = self.recovery.lock().await;
+            let v = st
+                .verification
+                .as_mut()
+                .ok_or_else(|| LogicalError::bad("no rekey verification in progress"))?;
+            v.nonce = new_uuid();
+            v.shares.clear();
+        }
+        self.rekey_verify_status().await
+    }
+
+    /// Adds one of the new shares; on the last, checks them and makes the new key active.
+    pub(crate) async fn rekey_verify_update(&self, key: &str, nonce: &str) -> Result<Value> {
+        let share = Zeroizing::new(decode_key(key)?);
+        let mut st = self.recovery.lock().await;
+        let v = st
+            .verification
+            .as_mut()
+            .ok_or_else(|| LogicalError::bad("no rekey verification in progress"))?;
+        if v.nonce != nonce {
+            return Err(LogicalError::bad(format!(
+                "nonce mismatch: {nonce} vs the running one"
+            )));
+        }
+        if !v.shares.iter().any(|s| s.as_slice() == share.as_slice()) {
+            v.shares.push(share);
+        }
+        if v.shares.len() < v.new_threshold as usize {
+            return Ok(json!({
+                "started": true, "nonce": v.nonce, "t": v.new_threshold, "n": v.new_shares,
+                "progress": v.shares.len(), "complete": false,
+            }));
+        }
+        let v = st.verification.take().expect("verification present");
+        drop(st);
+        let combined = if v.new_threshold <= 1 {
+            v.shares[0].clone()
+        } else {
+            let refs: Vec<&[u8]> = v.shares.iter().map(|s| s.as_slice()).collect();
+            Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
+        };
+        use subtle::ConstantTimeEq;
+        if combined.len() != v.new_key.len() || !bool::from(combined.ct_eq(&v.new_key)) {
+            let nonce = v.nonce.clone();
+            self.recovery.lock().await.verification = Some(PendingVerification {
+                shares: Vec::new(),
+                ..v
+            });
+            return Err(LogicalError::bad(format!(
+                "the new key shares do not rebuild the new key; verification {nonce} restarted"
+            )));
+        }
+        self.apply_rekey(&v.new_key, v.new_shares, v.new_threshold)
+            .await?;
+        Ok(json!({ "nonce": v.nonce, "complete": true }))
     }
 }

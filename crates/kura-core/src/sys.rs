@@ -532,11 +532,16 @@ impl Core {
                 if self.is_sealed() {
                     return Err(LogicalError::Sealed);
                 }
-                self.generate_root_endpoint(path.ends_with("update"), req)
-                    .await
-                    .map(Some)
+                // The legacy endpoints answer without the envelope.
+                let r = self
+                    .generate_root_endpoint(path.ends_with("update"), req)
+                    .await?;
+                Ok(Some(match r.data {
+                    Some(d) => raw_json(200, Value::Object(d)),
+                    None => r,
+                }))
             }
-            ("sys/rekey/init" | "sys/rekey/update", _) => {
+            ("sys/rekey/init" | "sys/rekey/update" | "sys/rekey/verify", _) => {
                 if !self.config.unauthed_rekey {
                     return Err(LogicalError::UnsupportedOperation);
                 }
@@ -560,6 +565,12 @@ impl Core {
                             status: Some(204),
                             ..Default::default()
                         }));
+                    }
+                    ("sys/rekey/verify", O::Read) => self.rekey_verify_status().await?,
+                    ("sys/rekey/verify", O::Delete) => self.rekey_verify_cancel().await?,
+                    ("sys/rekey/verify", _) => {
+                        self.rekey_verify_update(&fd.string("key")?, &fd.string("nonce")?)
+                            .await?
                     }
                     ("sys/rekey/init", _) => {
                         self.rekey_start(
@@ -890,10 +901,11 @@ impl Core {
                 Ok(None)
             }
             S::AuditHash => {
+                let path = f.string("path")?;
                 let hash = self
                     .audit_broker()
-                    .hash(&f.string("path")?, &f.string("input")?)
-                    .map_err(|e| LogicalError::bad(e.to_string()))?;
+                    .hash(&path, &f.string("input")?)
+                    .map_err(|e| LogicalError::bad(format!("unknown audit backend {path}: {e}")))?;
                 Ok(Some(legacy(json!({ "hash": hash }))))
             }
             S::GenerateRootToken => self
