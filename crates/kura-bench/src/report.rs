@@ -406,13 +406,16 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         scenario_table(&mut out, r, "cluster3");
         let _ = writeln!(out);
         not_run_notes(&mut out, r, "cluster3");
-        for (kind, rss) in &r.cluster_idle_rss_kib {
-            let _ = writeln!(
-                out,
-                "- idle RSS of {}'s nodes: {}",
-                kind.name(),
-                join_mib(rss)
-            );
+        for t in &r.cluster_targets {
+            let state = match &t.availability {
+                Availability::Ok => format!("idle RSS per node {}", join_mib(&t.idle_rss_kib)),
+                Availability::Missing(d) => format!("missing: {d}"),
+                Availability::Failed(d) => format!(
+                    "cluster failed to start: `{}`",
+                    d.lines().next().unwrap_or("").replace('`', "'")
+                ),
+            };
+            let _ = writeln!(out, "- {}: {state}", t.kind.name());
         }
         let _ = writeln!(out);
     }
@@ -438,6 +441,18 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
                     .map(|e| e.lines().next().unwrap_or("").replace('|', "\\|"))
                     .unwrap_or_default()
             );
+        }
+        for t in r
+            .cluster_targets
+            .iter()
+            .filter(|t| !r.failover.iter().any(|f| f.kind == t.kind))
+        {
+            let why = match t.availability {
+                Availability::Ok => "not measured",
+                Availability::Missing(_) => "missing",
+                Availability::Failed(_) => "cluster did not start",
+            };
+            let _ = writeln!(out, "| {} | 0 | – | – | {why} |", t.kind.name());
         }
         let _ = writeln!(out);
     }
@@ -701,7 +716,7 @@ mod tests {
         };
         let mut read = BTreeMap::new();
         read.insert(TargetKind::Bao, ran(5000.0));
-        read.insert(TargetKind::Kura, Outcome::Skipped);
+        read.insert(TargetKind::Kura, Outcome::Skipped { missing: true });
         read.insert(TargetKind::Ceiling, ran(60000.0));
         let mut login = BTreeMap::new();
         login.insert(TargetKind::Bao, ran(40.0));
@@ -757,7 +772,7 @@ mod tests {
                     targets: login,
                 },
             ],
-            cluster_idle_rss_kib: BTreeMap::new(),
+            cluster_targets: vec![],
             failover: vec![],
         }
     }

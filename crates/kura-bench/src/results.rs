@@ -236,8 +236,11 @@ pub enum Outcome {
         /// What went wrong.
         detail: String,
     },
-    /// The target is not available (missing or failed to start).
-    Skipped,
+    /// The target is not available: its binary is missing, or it failed to start.
+    Skipped {
+        /// `true`: binary missing; `false`: failed to start.
+        missing: bool,
+    },
 }
 
 impl Outcome {
@@ -255,7 +258,8 @@ impl Outcome {
             Outcome::Ran { .. } => "ok",
             Outcome::Unsupported { .. } => "unsupported",
             Outcome::Failed { .. } => "failed",
-            Outcome::Skipped => "missing",
+            Outcome::Skipped { missing: true } => "missing",
+            Outcome::Skipped { missing: false } => "not started",
         }
     }
 }
@@ -328,8 +332,8 @@ pub struct BenchResults {
     pub targets: Vec<TargetInfo>,
     /// Single-node and cluster scenarios.
     pub scenarios: Vec<ScenarioResult>,
-    /// Resident memory of each cluster node after start-up, per target, KiB.
-    pub cluster_idle_rss_kib: BTreeMap<TargetKind, Vec<u64>>,
+    /// Targets as started for the 3-node cluster runs (availability, idle RSS per node).
+    pub cluster_targets: Vec<TargetInfo>,
     /// Failover measurements.
     pub failover: Vec<Failover>,
 }

@@ -178,14 +178,14 @@ async fn run_scenario(
     scenario: &'static Scenario,
     topology: &str,
     running: &[Running],
-    skipped: &[TargetKind],
+    skipped: &[(TargetKind, bool)],
     ceiling: &mut Option<CeilingProcess>,
     want_ceiling: bool,
 ) -> ScenarioResult {
     eprintln!("scenario {} ({topology})", scenario.name);
     let mut outcomes: BTreeMap<TargetKind, Outcome> = BTreeMap::new();
-    for &kind in skipped {
-        outcomes.insert(kind, Outcome::Skipped);
+    for &(kind, missing) in skipped {
+        outcomes.insert(kind, Outcome::Skipped { missing });
     }
     let mut runnables = Vec::new();
     for r in running {
@@ -334,11 +334,12 @@ fn binary(opts: &BenchOptions, kind: TargetKind) -> PathBuf {
     }
 }
 
-/// Starts every target as `nodes`-node servers; returns the running ones and the infos.
+/// Starts every target as `nodes`-node servers; returns the running ones, the infos, and the
+/// targets that did not start (with `true` when the binary is missing).
 async fn start_targets(
     opts: &BenchOptions,
     nodes: usize,
-) -> (Vec<Running>, Vec<TargetInfo>, Vec<TargetKind>) {
+) -> (Vec<Running>, Vec<TargetInfo>, Vec<(TargetKind, bool)>) {
     let mut running = Vec::new();
     let mut infos = Vec::new();
     let mut skipped = Vec::new();
@@ -360,7 +361,7 @@ async fn start_targets(
                 bin.display()
             );
             availability = Availability::Missing(format!("not found: {}", bin.display()));
-            skipped.push(kind);
+            skipped.push((kind, true));
         } else {
             match Running::start(kind, &bin, nodes).await {
                 Ok(r) => {
@@ -385,7 +386,7 @@ async fn start_targets(
                 Err(e) => {
                     eprintln!("  {kind} failed to start: {e}");
                     availability = Availability::Failed(e);
-                    skipped.push(kind);
+                    skipped.push((kind, false));
                 }
             }
         }
@@ -413,7 +414,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
         keys: opts.keys,
         targets: Vec::new(),
         scenarios: Vec::new(),
-        cluster_idle_rss_kib: BTreeMap::new(),
+        cluster_targets: Vec::new(),
         failover: Vec::new(),
     };
 
@@ -442,14 +443,10 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
     // 3-node cluster.
     if !opts.cluster_scenarios.is_empty() || opts.failovers > 0 {
         let (mut running, infos, skipped) = start_targets(opts, 3).await;
-        for info in &infos {
-            results
-                .cluster_idle_rss_kib
-                .insert(info.kind, info.idle_rss_kib.clone());
-            if results.target(info.kind).is_none() {
-                results.targets.push(info.clone());
-            }
+        if results.targets.is_empty() {
+            results.targets = infos.clone();
         }
+        results.cluster_targets = infos;
         for &scenario in &opts.cluster_scenarios {
             let r = run_scenario(
                 opts, scenario, "cluster3", &running, &skipped, &mut None, false,
@@ -563,8 +560,14 @@ mod tests {
             .all(|t| matches!(t.availability, Availability::Missing(_))));
         assert_eq!(r.scenarios.len(), 2);
         for s in &r.scenarios {
-            assert!(matches!(s.targets[&TargetKind::Kura], Outcome::Skipped));
-            assert!(matches!(s.targets[&TargetKind::Bao], Outcome::Skipped));
+            assert!(matches!(
+                s.targets[&TargetKind::Kura],
+                Outcome::Skipped { missing: true }
+            ));
+            assert!(matches!(
+                s.targets[&TargetKind::Bao],
+                Outcome::Skipped { missing: true }
+            ));
             assert_eq!(s.ratio(), None);
         }
     }
@@ -632,7 +635,10 @@ mod tests {
             assert!(summary.cpu_s_per_1k[0] > 0.0);
             assert!(summary.rss_load_kib[0] > 10_000);
             assert!(summary.p50_us <= summary.p99_us && summary.p99_us <= summary.max_us);
-            assert!(matches!(s.targets[&TargetKind::Kura], Outcome::Skipped));
+            assert!(matches!(
+                s.targets[&TargetKind::Kura],
+                Outcome::Skipped { missing: true }
+            ));
         }
     }
 }

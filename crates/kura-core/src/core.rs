@@ -669,19 +669,26 @@ impl Core {
         }
 
         // Audit: fail closed — a request no device can record is refused before it runs.
-        let mut record = self.audit_request(&req, token_entry.as_ref(), mounted.as_deref());
-        if denied {
-            record.error = "permission denied".into();
-            self.audit_log_request(&record)?;
-            let result = Err(LogicalError::PermissionDenied);
-            self.audit_log_response(&record, &result, mounted.as_deref())?;
-            return result;
+        // With no device enabled there is nothing to record and no record is built.
+        let record = (!self.audit.is_empty()).then(|| {
+            let mut r = self.audit_request(&req, token_entry.as_ref(), mounted.as_deref());
+            if denied {
+                r.error = "permission denied".into();
+            }
+            r
+        });
+        if let Some(r) = &record {
+            self.audit_log_request(r)?;
         }
-        self.audit_log_request(&record)?;
-        let result = self
-            .execute(&rt, &req, mounted.as_ref(), token_entry, is_sys)
-            .await;
-        self.audit_log_response(&record, &result, mounted.as_deref())?;
+        let result = if denied {
+            Err(LogicalError::PermissionDenied)
+        } else {
+            self.execute(&rt, &req, mounted.as_ref(), token_entry, is_sys)
+                .await
+        };
+        if let Some(r) = &record {
+            self.audit_log_response(r, &result, mounted.as_deref())?;
+        }
         result
     }
 

@@ -237,21 +237,24 @@ pub struct Mounted {
 pub struct Router {
     /// Mounts sorted by descending route-path length.
     mounts: Vec<Arc<Mounted>>,
+    /// Their route paths, computed once (same order).
+    routes: Vec<String>,
 }
 
 impl Router {
     /// Builds a router from mounted backends.
     pub fn new(mut mounts: Vec<Arc<Mounted>>) -> Self {
         mounts.sort_by_key(|m| std::cmp::Reverse(m.entry.route_path().len()));
-        Router { mounts }
+        let routes = mounts.iter().map(|m| m.entry.route_path()).collect();
+        Router { mounts, routes }
     }
 
     /// The mount serving `path` (longest prefix; `secret` matches `secret/`).
     pub fn route(&self, path: &str) -> Option<&Arc<Mounted>> {
-        self.mounts.iter().find(|m| {
-            let rp = m.entry.route_path();
-            path.starts_with(&rp) || path == rp.trim_end_matches('/')
-        })
+        self.routes
+            .iter()
+            .position(|rp| path.starts_with(rp.as_str()) || path == rp.trim_end_matches('/'))
+            .map(|i| &self.mounts[i])
     }
 
     /// All mounts of one kind, sorted by path.

@@ -802,9 +802,14 @@ async fn leases_lookup_renew_revoke_and_expire() {
 #[tokio::test]
 async fn login_tokens_follow_the_mount_and_expire() {
     let (h, _) = harness_with_auth().await;
-    h.call(Operation::Update, "sys/auth/userpass", &h.root, json!({"type": "userpass"}))
-        .await
-        .unwrap();
+    h.call(
+        Operation::Update,
+        "sys/auth/userpass",
+        &h.root,
+        json!({"type": "userpass"}),
+    )
+    .await
+    .unwrap();
     h.call(
         Operation::Update,
         "auth/userpass/users/bob",
@@ -814,12 +819,22 @@ async fn login_tokens_follow_the_mount_and_expire() {
     .await
     .unwrap();
     let err = h
-        .call(Operation::Update, "auth/userpass/login/bob", "", json!({"password": "nope"}))
+        .call(
+            Operation::Update,
+            "auth/userpass/login/bob",
+            "",
+            json!({"password": "nope"}),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.status(), 400, "wrong password");
     let r = h
-        .call(Operation::Update, "auth/userpass/login/bob", "", json!({"password": "pw"}))
+        .call(
+            Operation::Update,
+            "auth/userpass/login/bob",
+            "",
+            json!({"password": "pw"}),
+        )
         .await
         .unwrap();
     let auth = r.auth.unwrap();
@@ -827,14 +842,25 @@ async fn login_tokens_follow_the_mount_and_expire() {
     assert_eq!(auth.lease_duration, 1);
     assert!(auth.orphan);
     let look = h
-        .call(Operation::Read, "auth/token/lookup-self", &auth.client_token, json!({}))
+        .call(
+            Operation::Read,
+            "auth/token/lookup-self",
+            &auth.client_token,
+            json!({}),
+        )
         .await
         .unwrap();
     assert_eq!(data(&look)["path"], "auth/userpass/login/bob");
     assert_eq!(data(&look)["display_name"], "userpass-bob");
     tokio::time::sleep(Duration::from_millis(2200)).await;
     assert!(matches!(
-        h.call(Operation::Read, "auth/token/lookup-self", &auth.client_token, json!({})).await,
+        h.call(
+            Operation::Read,
+            "auth/token/lookup-self",
+            &auth.client_token,
+            json!({})
+        )
+        .await,
         Err(LogicalError::PermissionDenied)
     ));
 }
@@ -843,7 +869,10 @@ async fn harness_with_auth() -> (Harness, Vec<String>) {
     let physical = Arc::new(InmemBackend::new());
     let mut f: BTreeMap<String, BackendFactory> = BTreeMap::new();
     f.insert("kv".into(), Arc::new(kura_engines::kv_factory));
-    f.insert("cubbyhole".into(), Arc::new(kura_engines::cubbyhole_factory));
+    f.insert(
+        "cubbyhole".into(),
+        Arc::new(kura_engines::cubbyhole_factory),
+    );
     f.insert("userpass".into(), Arc::new(kura_auth::userpass_factory));
     let config = CoreConfig {
         unauthed_rekey: true,
@@ -853,7 +882,11 @@ async fn harness_with_auth() -> (Harness, Vec<String>) {
     let core = Core::new(config, physical.clone(), f);
     let init = core.initialize(3, 2).await.unwrap();
     core.unseal_with_keys(&init.keys).await.unwrap();
-    let keys = init.keys.iter().map(|k| hex::encode(k.as_slice())).collect();
+    let keys = init
+        .keys
+        .iter()
+        .map(|k| hex::encode(k.as_slice()))
+        .collect();
     (
         Harness {
             core,
@@ -869,7 +902,12 @@ async fn generate_root_token_and_rekey() {
     let (h, keys) = harness_with_auth().await;
     // Generate a root token from two shares; decode it with the OTP.
     let r = h
-        .call(Operation::Update, "sys/generate-root-token/attempt", &h.root, json!({}))
+        .call(
+            Operation::Update,
+            "sys/generate-root-token/attempt",
+            &h.root,
+            json!({}),
+        )
         .await
         .unwrap();
     let otp = data(&r)["otp"].as_str().unwrap().to_string();
@@ -878,7 +916,12 @@ async fn generate_root_token_and_rekey() {
     let mut last = Value::Null;
     for k in &keys[..2] {
         let r = h
-            .call(Operation::Update, "sys/generate-root-token/update", &h.root, json!({"key": k, "nonce": nonce}))
+            .call(
+                Operation::Update,
+                "sys/generate-root-token/update",
+                &h.root,
+                json!({"key": k, "nonce": nonce}),
+            )
             .await
             .unwrap();
         last = Value::Object(data(&r).clone());
@@ -888,19 +931,36 @@ async fn generate_root_token_and_rekey() {
     let encoded = base64::engine::general_purpose::STANDARD
         .decode(last["encoded_token"].as_str().unwrap())
         .unwrap();
-    let token: String = encoded.iter().zip(otp.bytes()).map(|(a, b)| (a ^ b) as char).collect();
-    let look = h.call(Operation::Read, "auth/token/lookup-self", &token, json!({})).await.unwrap();
+    let token: String = encoded
+        .iter()
+        .zip(otp.bytes())
+        .map(|(a, b)| (a ^ b) as char)
+        .collect();
+    let look = h
+        .call(Operation::Read, "auth/token/lookup-self", &token, json!({}))
+        .await
+        .unwrap();
     assert_eq!(data(&look)["policies"], json!(["root"]));
     // Without sudo the authenticated endpoint is refused.
     let t = h.token(json!({"policies": ["default"]})).await;
     assert!(h
-        .call(Operation::Read, "sys/generate-root-token/attempt", &t, json!({}))
+        .call(
+            Operation::Read,
+            "sys/generate-root-token/attempt",
+            &t,
+            json!({})
+        )
         .await
         .is_err());
 
     // Rekey to 5/3 through the legacy endpoints (enabled in this core's config).
     let r = h
-        .call(Operation::Update, "sys/rekey/init", "", json!({"secret_shares": 5, "secret_threshold": 3}))
+        .call(
+            Operation::Update,
+            "sys/rekey/init",
+            "",
+            json!({"secret_shares": 5, "secret_threshold": 3}),
+        )
         .await
         .unwrap();
     let body: Value = serde_json::from_slice(&r.raw.unwrap().body).unwrap();
@@ -909,12 +969,22 @@ async fn generate_root_token_and_rekey() {
     let mut new_keys = Vec::new();
     for k in &keys[..2] {
         let r = h
-            .call(Operation::Update, "sys/rekey/update", "", json!({"key": k, "nonce": nonce}))
+            .call(
+                Operation::Update,
+                "sys/rekey/update",
+                "",
+                json!({"key": k, "nonce": nonce}),
+            )
             .await
             .unwrap();
         let body: Value = serde_json::from_slice(&r.raw.unwrap().body).unwrap();
         if body["complete"] == true {
-            new_keys = body["keys"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+            new_keys = body["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_str().unwrap().to_string())
+                .collect();
         }
     }
     assert_eq!(new_keys.len(), 5);
@@ -926,7 +996,10 @@ async fn generate_root_token_and_rekey() {
     assert!(h.core.is_sealed(), "old shares are void after a rekey");
     h.core.reset_unseal().await;
     for k in &new_keys[2..5] {
-        h.core.submit_unseal_key(&hex::decode(k).unwrap()).await.unwrap();
+        h.core
+            .submit_unseal_key(&hex::decode(k).unwrap())
+            .await
+            .unwrap();
     }
     assert!(!h.core.is_sealed());
 }
