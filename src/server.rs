@@ -101,9 +101,25 @@ fn init_logging(level: &str, format: &str) {
     }
 }
 
+/// Raft timings: failure detection in well under a second (a follower campaigns after the
+/// leader lease plus its own election timeout, 600–1000 ms after the last heartbeat).
+const RAFT_HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(100);
+const RAFT_ELECTION_MIN: std::time::Duration = std::time::Duration::from_millis(300);
+const RAFT_ELECTION_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The clustered parts of a raft node.
+struct RaftParts {
+    node: Arc<kura_cluster::ClusterNode>,
+    tls: Arc<kura_cluster::ClusterTls>,
+    retry_join: Vec<String>,
+    voter: bool,
+    join_tls: plane::JoinTls,
+}
+
 async fn build_storage(
     cfg: &Config,
-) -> anyhow::Result<(Arc<dyn Backend>, Option<Arc<kura_raft::RaftBackend>>)> {
+    cluster_bind: SocketAddr,
+) -> anyhow::Result<(Arc<dyn Backend>, Option<RaftParts>)> {
     let storage = cfg.storage.as_ref().ok_or_else(|| {
         anyhow!("no storage block in the configuration: a \"storage\" stanza is required")
     })?;
@@ -123,19 +139,75 @@ async fn build_storage(
                 .clone()
                 .or_else(|| std::env::var("VAULT_RAFT_NODE_ID").ok())
                 .unwrap_or_default();
+            let retry_join: Vec<String> = raft_cfg
+                .retry_join
+                .iter()
+                .filter_map(|r| r.leader_api_addr.clone())
+                .collect();
+            let join_tls = raft_cfg
+                .retry_join
+                .iter()
+                .find(|r| r.leader_api_addr.is_some())
+                .map(|r| plane::JoinTls {
+                    ca_cert: r.leader_ca_cert_file.clone().map(PathBuf::from),
+                    client_cert: r.leader_client_cert_file.clone().map(PathBuf::from),
+                    client_key: r.leader_client_key_file.clone().map(PathBuf::from),
+                    server_name: r.leader_tls_servername.clone(),
+                })
+                .unwrap_or_default();
             let mut opts = kura_raft::RaftOptions::new(&path, node_id);
             opts.api_addr = cfg.api_addr.clone().unwrap_or_default();
             opts.cluster_addr = cfg.cluster_addr.clone().unwrap_or_default();
-            let raft = Arc::new(
-                kura_raft::RaftBackend::open(opts)
-                    .await
-                    .map_err(|e| anyhow!("opening raft storage at {path}: {e}"))?,
+            // A node that is told where to join does not start a cluster of its own.
+            opts.initialize = retry_join.is_empty();
+            opts.heartbeat_interval = RAFT_HEARTBEAT;
+            opts.election_timeout_min = RAFT_ELECTION_MIN;
+            opts.election_timeout_max = RAFT_ELECTION_MAX;
+            // Until unsealed, the node presents a throwaway identity no peer trusts.
+            let throwaway = kura_cluster::ClusterIdentity::generate()
+                .map_err(|e| anyhow!("generating a cluster identity: {e}"))?;
+            let tls = Arc::new(
+                kura_cluster::ClusterTls::new(throwaway)
+                    .map_err(|e| anyhow!("cluster TLS: {e}"))?,
             );
-            Ok((raft.clone(), Some(raft)))
+            let node = kura_cluster::ClusterNode::start(
+                kura_cluster::ClusterNodeOptions::new(opts, cluster_bind),
+                tls.clone(),
+            )
+            .await
+            .map_err(|e| anyhow!("starting raft storage at {path}: {e}"))?;
+            let backend: Arc<dyn Backend> = Arc::new(node.backend().clone());
+            Ok((
+                backend,
+                Some(RaftParts {
+                    node: Arc::new(node),
+                    tls,
+                    retry_join,
+                    voter: !raft_cfg.retry_join_as_non_voter,
+                    join_tls,
+                }),
+            ))
         }
         other => {
             bail!("storage type {other:?} is not supported by Kura yet (supported: raft, inmem)")
         }
+    }
+}
+
+/// Where the cluster port listens: the first listener's `cluster_address`, or its port + 1.
+fn cluster_bind(cfg: &Config, first: &ListenerSettings) -> anyhow::Result<SocketAddr> {
+    match cfg
+        .listeners
+        .first()
+        .and_then(|l| l.cluster_address.clone())
+    {
+        Some(a) => a
+            .parse()
+            .map_err(|_| anyhow!("listener \"tcp\": invalid cluster_address {a:?}")),
+        None => Ok(SocketAddr::new(
+            first.address.ip(),
+            first.address.port().wrapping_add(1),
+        )),
     }
 }
 
@@ -248,16 +320,13 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         let scheme = if first.tls.is_some() { "https" } else { "http" };
         cfg.api_addr = Some(format!("{scheme}://{}", first.address));
     }
+    let cluster_bind = cluster_bind(&cfg, &settings[0])?;
     if cfg.cluster_addr.is_none() {
-        let first = &settings[0];
-        cfg.cluster_addr = Some(format!(
-            "https://{}:{}",
-            first.address.ip(),
-            first.address.port() + 1
-        ));
+        cfg.cluster_addr = Some(format!("https://{cluster_bind}"));
     }
+    let forward_settings = settings[0].clone();
 
-    let (physical, raft) = build_storage(&cfg).await?;
+    let (physical, raft) = build_storage(&cfg, cluster_bind).await?;
     let storage_name = physical.name();
     let ha = physical.ha_lock().is_some();
     let cached: Arc<dyn Backend> = if cfg.disable_cache {
@@ -286,6 +355,27 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
             .any(|l| !l.disable_unauthed_generate_root_endpoints),
     };
     let core = Core::new(core_config, cached, factories());
+    if let Some(parts) = &raft {
+        let plane = plane::RaftPlane::new(
+            parts.node.clone(),
+            parts.tls.clone(),
+            parts.join_tls.clone(),
+        );
+        core.set_cluster_plane(Arc::new(plane));
+        parts.node.listener().register(
+            kura_cluster::ALPN_FORWARD,
+            Arc::new(plane::ForwardService {
+                core: core.clone(),
+                settings: forward_settings,
+            }),
+        );
+        if !parts.retry_join.is_empty() {
+            tokio::spawn(
+                core.clone()
+                    .retry_join(parts.retry_join.clone(), parts.voter),
+            );
+        }
+    }
 
     let mut bound = Vec::new();
     for s in settings {
@@ -381,8 +471,8 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
         t.abort();
     }
     let _ = core.seal().await;
-    if let Some(raft) = raft {
-        let _ = raft.shutdown().await;
+    if let Some(parts) = raft {
+        let _ = parts.node.shutdown().await;
     }
     Ok(())
 }
@@ -428,6 +518,311 @@ async fn wait_for_shutdown(core: &Core, config_paths: Vec<PathBuf>) {
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received: reloading");
                 reload(core, &config_paths).await;
+            }
+        }
+    }
+}
+
+/// The cluster plane of a raft node: the cluster port (raft, request forwarding), the cluster
+/// identity and raft membership, over `kura-cluster`.
+///
+/// Identity bootstrap: the identity lives only inside the barrier (`core/cluster/identity`).
+/// Until a node is unsealed it presents a throwaway identity that no peer trusts, so a sealed
+/// node takes no part in raft (it cannot vote or receive the log) and serves nothing on the
+/// cluster port. The first active node of a new cluster generates the identity; a restarted
+/// member reads it from its local copy of the storage when unsealed; a new node receives it by
+/// answering the bootstrap challenge (see `kura_core::cluster`).
+mod plane {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use kura_client::{Client, ClientConfig};
+    use kura_cluster::{
+        dial, ClusterIdentity, ClusterNode, ClusterTls, FramedStream, PeerInfo, StreamHandler,
+        ALPN_FORWARD,
+    };
+    use kura_core::cluster::{
+        BootstrapAnswerReply, BootstrapChallenge, ClusterPlane, ClusterPlaneError,
+        ForwardedRequest, ForwardedResponse, IdentityBytes, RaftPeer,
+    };
+    use kura_core::Core;
+    use kura_http::ListenerSettings;
+
+    /// Time allowed for one forwarded request (dial included).
+    const FORWARD_TIMEOUT: Duration = Duration::from_secs(90);
+    /// Time allowed to dial the active node.
+    const DIAL_TIMEOUT: Duration = Duration::from_secs(2);
+    /// Largest forwarded message.
+    const MAX_FRAME: usize = 64 * 1024 * 1024;
+    /// Idle forwarding connections kept.
+    const MAX_IDLE: usize = 16;
+    /// Time allowed for a raft membership change.
+    const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// TLS settings for the joining node's calls to a leader's API.
+    #[derive(Debug, Clone, Default)]
+    pub struct JoinTls {
+        /// `leader_ca_cert_file`.
+        pub ca_cert: Option<std::path::PathBuf>,
+        /// `leader_client_cert_file`.
+        pub client_cert: Option<std::path::PathBuf>,
+        /// `leader_client_key_file`.
+        pub client_key: Option<std::path::PathBuf>,
+        /// `leader_tls_servername`.
+        pub server_name: Option<String>,
+    }
+
+    /// The raft node's cluster plane.
+    pub struct RaftPlane {
+        node: Arc<ClusterNode>,
+        tls: Arc<ClusterTls>,
+        idle: Mutex<Vec<(String, u64, FramedStream)>>,
+        join_tls: JoinTls,
+    }
+
+    impl RaftPlane {
+        /// A plane over a started cluster node.
+        pub fn new(node: Arc<ClusterNode>, tls: Arc<ClusterTls>, join_tls: JoinTls) -> Self {
+            RaftPlane {
+                node,
+                tls,
+                idle: Mutex::new(Vec::new()),
+                join_tls,
+            }
+        }
+
+        fn client(&self, addr: &str) -> Result<Client, ClusterPlaneError> {
+            let cfg = ClientConfig {
+                address: addr.to_string(),
+                ca_cert: self.join_tls.ca_cert.clone(),
+                client_cert: self.join_tls.client_cert.clone(),
+                client_key: self.join_tls.client_key.clone(),
+                tls_server_name: self.join_tls.server_name.clone(),
+                timeout: Duration::from_secs(10),
+                ..ClientConfig::default()
+            };
+            Client::new(cfg).map_err(|e| ClusterPlaneError::Join(e.to_string()))
+        }
+
+        async fn post(
+            &self,
+            addr: &str,
+            path: &str,
+            body: serde_json::Value,
+        ) -> Result<serde_json::Value, ClusterPlaneError> {
+            let resp = self
+                .client(addr)?
+                .request(kura_client::Method::PUT, path, &[], Some(body))
+                .await
+                .map_err(|e| ClusterPlaneError::Join(format!("{addr}: {e}")))?;
+            if !resp.is_success() {
+                return Err(ClusterPlaneError::Join(format!(
+                    "{addr}: {}",
+                    resp.api_error()
+                )));
+            }
+            resp.json()
+                .cloned()
+                .ok_or_else(|| ClusterPlaneError::Join(format!("{addr}: empty answer")))
+        }
+
+        async fn exchange(
+            &self,
+            cluster_addr: &str,
+            payload: &[u8],
+        ) -> Result<Vec<u8>, ClusterPlaneError> {
+            let generation = self.tls.generation();
+            let pooled = {
+                let mut idle = self.idle.lock().expect("forward pool");
+                idle.iter()
+                    .position(|(a, g, _)| a == cluster_addr && *g == generation)
+                    .map(|i| idle.swap_remove(i).2)
+            };
+            if let Some(mut stream) = pooled {
+                // A pooled connection may have been closed by the peer: retry once on a new one.
+                if let Ok(reply) = send_recv(&mut stream, payload).await {
+                    self.put_back(cluster_addr, generation, stream);
+                    return Ok(reply);
+                }
+            }
+            let (mut stream, generation) = dial(
+                &self.tls,
+                cluster_addr,
+                ALPN_FORWARD,
+                DIAL_TIMEOUT,
+                MAX_FRAME,
+            )
+            .await
+            .map_err(|e| ClusterPlaneError::Unreachable(e.to_string()))?;
+            let reply = send_recv(&mut stream, payload).await?;
+            self.put_back(cluster_addr, generation, stream);
+            Ok(reply)
+        }
+
+        fn put_back(&self, addr: &str, generation: u64, stream: FramedStream) {
+            let mut idle = self.idle.lock().expect("forward pool");
+            if idle.len() < MAX_IDLE {
+                idle.push((addr.to_string(), generation, stream));
+            }
+        }
+    }
+
+    async fn send_recv(
+        stream: &mut FramedStream,
+        payload: &[u8],
+    ) -> Result<Vec<u8>, ClusterPlaneError> {
+        let work = async {
+            stream.send_flush(payload).await?;
+            stream.recv_some().await
+        };
+        match tokio::time::timeout(FORWARD_TIMEOUT, work).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(e)) => Err(ClusterPlaneError::Forward(e.to_string())),
+            Err(_) => Err(ClusterPlaneError::Forward("timed out".into())),
+        }
+    }
+
+    #[async_trait]
+    impl ClusterPlane for RaftPlane {
+        fn generate_identity(&self) -> Result<IdentityBytes, ClusterPlaneError> {
+            Ok(ClusterIdentity::generate()
+                .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?
+                .to_bytes())
+        }
+
+        fn install_identity(&self, identity: &[u8]) -> Result<(), ClusterPlaneError> {
+            let id = ClusterIdentity::from_bytes(identity)
+                .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
+            if id.fingerprint() == self.tls.identity().fingerprint() {
+                return Ok(());
+            }
+            self.tls
+                .set_identity(id, Vec::new())
+                .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
+            self.node.transport().clear_pool();
+            self.idle.lock().expect("forward pool").clear();
+            tracing::info!("cluster identity installed");
+            Ok(())
+        }
+
+        async fn forward(
+            &self,
+            cluster_addr: &str,
+            req: &ForwardedRequest,
+        ) -> Result<ForwardedResponse, ClusterPlaneError> {
+            let payload =
+                serde_json::to_vec(req).map_err(|e| ClusterPlaneError::Forward(e.to_string()))?;
+            let reply = self.exchange(cluster_addr, &payload).await?;
+            serde_json::from_slice(&reply).map_err(|e| ClusterPlaneError::Forward(e.to_string()))
+        }
+
+        fn peers(&self) -> Vec<RaftPeer> {
+            self.node
+                .peers()
+                .into_iter()
+                .map(|p| RaftPeer {
+                    address: kura_cluster::listener::socket_target(&p.node.cluster_addr)
+                        .map(str::to_string)
+                        .unwrap_or_else(|_| p.node.cluster_addr.clone()),
+                    node_id: p.node.name,
+                    leader: p.leader,
+                    voter: p.voter,
+                })
+                .collect()
+        }
+
+        async fn remove_peer(&self, node_id: &str) -> Result<(), ClusterPlaneError> {
+            self.node
+                .remove_peer(node_id, MEMBERSHIP_TIMEOUT)
+                .await
+                .map_err(|e| ClusterPlaneError::Membership(e.to_string()))
+        }
+
+        async fn join_raft(
+            &self,
+            cluster_addr: &str,
+            voter: bool,
+        ) -> Result<(), ClusterPlaneError> {
+            self.node
+                .join(cluster_addr, voter, MEMBERSHIP_TIMEOUT)
+                .await
+                .map(|_| ())
+                .map_err(|e| ClusterPlaneError::Membership(e.to_string()))
+        }
+
+        fn node_id(&self) -> String {
+            self.node.me().name.clone()
+        }
+
+        async fn fetch_challenge(
+            &self,
+            leader_api_addr: &str,
+            server_id: &str,
+        ) -> Result<BootstrapChallenge, ClusterPlaneError> {
+            let v = self
+                .post(
+                    leader_api_addr,
+                    "sys/storage/raft/bootstrap/challenge",
+                    serde_json::json!({ "server_id": server_id }),
+                )
+                .await?;
+            serde_json::from_value(v).map_err(|e| ClusterPlaneError::Join(e.to_string()))
+        }
+
+        async fn send_answer(
+            &self,
+            leader_api_addr: &str,
+            server_id: &str,
+            answer: &str,
+        ) -> Result<BootstrapAnswerReply, ClusterPlaneError> {
+            let v = self
+                .post(
+                    leader_api_addr,
+                    "sys/storage/raft/bootstrap/answer",
+                    serde_json::json!({ "server_id": server_id, "answer": answer }),
+                )
+                .await?;
+            serde_json::from_value(v).map_err(|e| ClusterPlaneError::Join(e.to_string()))
+        }
+    }
+
+    /// Serves requests forwarded by standbys (`kura-forward/1`) through the HTTP pipeline.
+    pub struct ForwardService {
+        /// The core.
+        pub core: Arc<Core>,
+        /// Limits applied to forwarded requests (the first API listener's).
+        pub settings: ListenerSettings,
+    }
+
+    #[async_trait]
+    impl StreamHandler for ForwardService {
+        async fn handle(&self, mut stream: FramedStream, peer: PeerInfo) {
+            loop {
+                let frame = match stream.recv().await {
+                    Ok(Some(f)) => f,
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(peer = %peer.remote_addr, error = %e, "forwarding stream ended");
+                        return;
+                    }
+                };
+                let req: ForwardedRequest = match serde_json::from_slice(&frame) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.remote_addr, error = %e, "malformed forwarded request");
+                        return;
+                    }
+                };
+                let resp =
+                    kura_http::handle_forwarded(self.core.clone(), &self.settings, req).await;
+                let bytes = match serde_json::to_vec(&resp) {
+                    Ok(b) => b,
+                    Err(_) => return,
+                };
+                if stream.send_flush(&bytes).await.is_err() {
+                    return;
+                }
             }
         }
     }

@@ -446,7 +446,7 @@ impl Server {
                                 .filter(|s| s["voter"].as_bool() == Some(true))
                                 .count()
                         });
-                        if voters >= self.nodes.len() {
+                        if voters >= self.nodes.len() && self.autopilot_healthy(active).await {
                             return Ok(());
                         }
                     }
@@ -463,6 +463,27 @@ impl Server {
                 });
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Whether autopilot (where the target has it) calls the cluster healthy and able to lose a
+    /// node: a node just restarted counts as a voter before it has caught up.
+    async fn autopilot_healthy(&self, active: usize) -> bool {
+        match self
+            .root_api(active)
+            .get("/v1/sys/storage/raft/autopilot/state")
+            .await
+        {
+            Ok(v) => {
+                let state = if v["data"].is_object() {
+                    &v["data"]
+                } else {
+                    &v
+                };
+                state["healthy"].as_bool() == Some(true)
+                    && state["failure_tolerance"].as_u64().unwrap_or(0) >= 1
+            }
+            Err(e) => e.is_unsupported(),
         }
     }
 

@@ -120,7 +120,6 @@ pub(crate) struct Runtime {
     pub system_mount: MountEntry,
     pub tokens: Arc<TokenStore>,
     pub policies: Arc<PolicyStore>,
-    pub cluster: ClusterInfo,
     pub expiration: Arc<Expiration>,
     pub leases: crate::leases::Leases,
 }
@@ -154,6 +153,21 @@ pub struct Core {
     pub(crate) audit: kura_audit::AuditBroker,
     /// The audit settings of the configuration (replaced on SIGHUP).
     pub(crate) audit_config: RwLock<crate::audit::AuditOptions>,
+    /// The cluster plane, when the storage is clustered (see [`Core::set_cluster_plane`]).
+    pub(crate) cluster: RwLock<Option<Arc<dyn crate::cluster::ClusterPlane>>>,
+    /// This node's UUID: the HA lock value and the key of its `core/leader/` entry.
+    pub(crate) node_uuid: String,
+    /// The HA task, while unsealed with an HA lock.
+    pub(crate) ha_task: std::sync::Mutex<Option<crate::ha::HaTask>>,
+    /// The cluster name and ID, while unsealed (standbys included).
+    pub(crate) info: RwLock<Option<ClusterInfo>>,
+    /// A raft join waiting for unseal keys.
+    pub(crate) join: tokio::sync::Mutex<Option<crate::cluster::PendingJoin>>,
+    /// The last active-node advertisement read: (uuid, entry).
+    pub(crate) leader_cache:
+        std::sync::Mutex<Option<(String, crate::cluster::LeaderAdvertisement)>>,
+    /// When this node last became active (RFC 3339).
+    pub(crate) active_time: RwLock<Option<String>>,
 }
 
 impl Core {
@@ -179,7 +193,24 @@ impl Core {
             factories,
             standby: Arc::new(AtomicBool::new(false)),
             state_lock: tokio::sync::Mutex::new(()),
+            cluster: RwLock::new(None),
+            node_uuid: new_uuid(),
+            ha_task: std::sync::Mutex::new(None),
+            info: RwLock::new(None),
+            join: tokio::sync::Mutex::new(None),
+            leader_cache: std::sync::Mutex::new(None),
+            active_time: RwLock::new(None),
         })
+    }
+
+    /// Attaches the cluster plane (clustered storage). Call before unsealing.
+    pub fn set_cluster_plane(&self, plane: Arc<dyn crate::cluster::ClusterPlane>) {
+        *self.cluster.write().expect("cluster lock") = Some(plane);
+    }
+
+    /// The cluster plane, if attached.
+    pub fn cluster_plane(&self) -> Option<Arc<dyn crate::cluster::ClusterPlane>> {
+        self.cluster.read().expect("cluster lock").clone()
     }
 
     /// Watches the HA state.
@@ -218,7 +249,7 @@ impl Core {
 
     /// The cluster identity, once unsealed.
     pub fn cluster_info(&self) -> Option<ClusterInfo> {
-        self.runtime().map(|r| r.cluster.clone())
+        self.info.read().expect("info lock").clone()
     }
 
     /// True if the barrier has been initialised.
@@ -228,7 +259,7 @@ impl Core {
 
     /// True while sealed.
     pub fn is_sealed(&self) -> bool {
-        self.runtime().is_none()
+        self.current_state() == HaState::Sealed
     }
 
     pub(crate) async fn seal_config(&self) -> Result<Option<SealConfig>> {
@@ -352,10 +383,13 @@ impl Core {
         if self.runtime().is_some() {
             return Ok(true);
         }
-        let cfg = self
-            .seal_config()
-            .await?
-            .ok_or_else(|| LogicalError::bad("Vault is not initialized"))?;
+        let cfg = match self.seal_config().await? {
+            Some(c) => c,
+            None => self
+                .pending_join_seal_config()
+                .await
+                .ok_or_else(|| LogicalError::bad("Vault is not initialized"))?,
+        };
         let mut progress = self.progress.lock().await;
         if progress.nonce.is_empty() {
             progress.nonce = new_uuid();
@@ -376,6 +410,9 @@ impl Core {
             let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
             Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
         };
+        if self.join_pending().await {
+            self.complete_join(&root_key).await?;
+        }
         self.barrier.unseal(&root_key).await.map_err(|e| {
             if e.is_sealed() {
                 LogicalError::Sealed
@@ -413,20 +450,25 @@ impl Core {
         p.nonce.clear();
     }
 
-    /// Builds the runtime after the barrier is unsealed and takes the HA lock if any.
+    /// After the barrier is unsealed: without an HA lock the node becomes active at once; with
+    /// one it becomes a standby and the HA task (see [`crate::ha`]) makes it active whenever it
+    /// holds the lock.
     async fn post_unseal(&self) -> Result<()> {
         let core_view = BarrierView::new(self.barrier.clone(), "");
         let cluster: ClusterInfo = core_view
             .get_json(CLUSTER_INFO_KEY)
             .await?
             .ok_or_else(|| LogicalError::Internal("cluster info missing".into()))?;
-        if let Some(lock) = self.physical.ha_lock() {
-            // Single-node raft: the lock is ours as soon as this node leads.
-            let guard = tokio::time::timeout(Duration::from_secs(30), lock.acquire(Vec::new()))
-                .await
-                .map_err(|_| LogicalError::Internal("timed out acquiring the HA lock".into()))??;
-            drop(guard);
+        *self.info.write().expect("info lock") = Some(cluster);
+        match self.physical.ha_lock() {
+            None => self.activate().await,
+            Some(lock) => self.start_ha(lock).await,
         }
+    }
+
+    /// Builds the runtime (router, stores, expiration, audit) and goes active.
+    pub(crate) async fn activate(&self) -> Result<()> {
+        let core_view = BarrierView::new(self.barrier.clone(), "");
         let policies = Arc::new(PolicyStore::new(BarrierView::new(
             self.barrier.clone(),
             "sys/policy/",
@@ -475,15 +517,31 @@ impl Core {
             system_mount,
             tokens,
             policies,
-            cluster,
             expiration,
             leases,
         });
-        self.start_audit().await?;
+        if let Err(e) = self.start_audit().await {
+            runtime.expiration.stop();
+            return Err(e);
+        }
         *self.runtime.write().expect("runtime lock") = Some(runtime);
         self.standby.store(false, Ordering::Relaxed);
         self.ha.send_replace(HaState::Active);
         Ok(())
+    }
+
+    /// Drops the active runtime: the node goes back to standby (still unsealed).
+    pub(crate) async fn deactivate(&self) {
+        self.standby.store(true, Ordering::Relaxed);
+        self.ha.send_replace(HaState::Standby);
+        let runtime = self.runtime.write().expect("runtime lock").take();
+        if let Some(rt) = runtime {
+            rt.expiration.stop();
+            for m in rt.router().all() {
+                m.backend.cleanup().await;
+            }
+        }
+        self.audit.clear();
     }
 
     /// Starts the backend for a mount entry.
@@ -528,6 +586,7 @@ impl Core {
 
     /// Seals the node: drops the runtime, zeroizes keys.
     pub async fn seal(&self) -> Result<()> {
+        self.stop_ha().await;
         let _guard = self.state_lock.lock().await;
         let runtime = self.runtime.write().expect("runtime lock").take();
         if let Some(rt) = runtime {
@@ -542,6 +601,8 @@ impl Core {
         self.audit.clear();
         self.barrier.seal();
         self.reset_unseal().await;
+        *self.info.write().expect("info lock") = None;
+        *self.leader_cache.lock().expect("leader cache lock") = None;
         self.ha.send_replace(HaState::Sealed);
         Ok(())
     }
@@ -558,18 +619,19 @@ impl Core {
         if let Some(resp) = self.handle_unauthenticated_sys(&req).await? {
             return Ok(resp);
         }
-        let rt = self.runtime().ok_or(LogicalError::Sealed)?;
         match self.current_state() {
             HaState::Active => {}
             HaState::Sealed => return Err(LogicalError::Sealed),
             HaState::Standby | HaState::ReadServingStandby => {
                 return Err(LogicalError::Coded {
                     status: 503,
-                    message: "this node is a standby and request forwarding is not available yet"
-                        .into(),
+                    message:
+                        "this node is a standby: the request must be forwarded to the active node"
+                            .into(),
                 })
             }
         }
+        let rt = self.runtime().ok_or(LogicalError::Sealed)?;
         let router = rt.router();
         let is_sys = req.path == "sys" || req.path.starts_with("sys/");
         let mounted = if is_sys {

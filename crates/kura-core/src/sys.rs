@@ -53,6 +53,8 @@ enum S {
     Unwrap,
     WrapLookup,
     Rewrap,
+    RaftConfiguration,
+    RaftRemovePeer,
 }
 
 use FieldType as T;
@@ -114,6 +116,27 @@ fn table() -> PathTable<S> {
         (
             PathSpec::new("key-status", &[O::Read], "Barrier key status"),
             S::KeyStatus,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/configuration",
+                &[O::Read],
+                "The raft servers of the cluster",
+            ),
+            S::RaftConfiguration,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/remove-peer",
+                &[O::Update],
+                "Remove a raft server",
+            )
+            .fields(vec![FieldSpec::new(
+                "server_id",
+                T::String,
+                "the server's node_id",
+            )]),
+            S::RaftRemovePeer,
         ),
         (
             PathSpec::new("rotate(/keyring)?", &[O::Update], "Rotate the barrier key"),
@@ -395,6 +418,7 @@ pub(crate) fn special_paths() -> SpecialPaths {
             "generate-root-token/*",
             "leases/lookup/*",
             "config/*",
+            "storage/raft/remove-peer",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -425,8 +449,12 @@ fn legacy(v: Value) -> Response {
 impl Core {
     /// Seal status as `sys/seal-status` and `sys/unseal` return it.
     pub async fn seal_status(&self) -> Result<Value> {
-        let initialized = self.is_initialized().await?;
-        let cfg = self.seal_config().await?;
+        let joining = self.join_pending().await;
+        let initialized = self.is_initialized().await? || joining;
+        let cfg = match self.seal_config().await? {
+            Some(c) => Some(c),
+            None => self.pending_join_seal_config().await,
+        };
         let (progress, nonce) = self.unseal_progress().await;
         let mut v = json!({
             "type": "shamir",
@@ -510,7 +538,7 @@ impl Core {
                             "'key' must be specified in request body as JSON, or 'reset' set to true",
                         ));
                     }
-                    if !self.is_initialized().await? {
+                    if !self.is_initialized().await? && !self.join_pending().await {
                         return Err(LogicalError::bad("Vault is not initialized"));
                     }
                     let bytes = decode_key(&key)?;
@@ -588,6 +616,40 @@ impl Core {
                 };
                 Ok(Some(raw_json(200, v)))
             }
+            ("sys/storage/raft/bootstrap/challenge", O::Update | O::Create) => {
+                let fd = f(vec![FieldSpec::new("server_id", T::String, "")]);
+                let c = self.bootstrap_challenge(&fd.string("server_id")?).await?;
+                Ok(Some(raw_json(
+                    200,
+                    serde_json::to_value(c).unwrap_or_default(),
+                )))
+            }
+            ("sys/storage/raft/bootstrap/answer", O::Update | O::Create) => {
+                let fd = f(vec![
+                    FieldSpec::new("server_id", T::String, ""),
+                    FieldSpec::new("answer", T::String, ""),
+                ]);
+                let r = self
+                    .bootstrap_answer(&fd.string("server_id")?, &fd.string("answer")?)
+                    .await?;
+                Ok(Some(raw_json(
+                    200,
+                    serde_json::to_value(r).unwrap_or_default(),
+                )))
+            }
+            ("sys/storage/raft/join", O::Update | O::Create) => {
+                let fd = f(vec![
+                    FieldSpec::new("leader_api_addr", T::String, ""),
+                    FieldSpec::new("non_voter", T::Bool, ""),
+                    FieldSpec::new("retry", T::Bool, ""),
+                ]);
+                let addr = fd.string("leader_api_addr")?;
+                if addr.is_empty() {
+                    return Err(LogicalError::bad("leader_api_addr is required"));
+                }
+                self.raft_join(&addr, !fd.bool("non_voter")?).await?;
+                Ok(Some(raw_json(200, json!({ "joined": true }))))
+            }
             ("sys/leader", O::Read) => {
                 if !self.ha_enabled() {
                     return Ok(Some(raw_json(200, json!({ "ha_enabled": false }))));
@@ -596,16 +658,31 @@ impl Core {
                     return Err(LogicalError::Sealed);
                 }
                 let active = self.current_state() == crate::HaState::Active;
-                let api = self.config.api_addr.clone().unwrap_or_default();
-                let cluster = self.config.cluster_addr.clone().unwrap_or_default();
+                let (api, cluster, active_time) = if active {
+                    (
+                        self.config.api_addr.clone().unwrap_or_default(),
+                        self.config.cluster_addr.clone().unwrap_or_default(),
+                        self.active_time().unwrap_or_default(),
+                    )
+                } else {
+                    match self.leader_advertisement().await {
+                        Some(ad) => (ad.api_addr, ad.cluster_addr, String::new()),
+                        None => (String::new(), String::new(), String::new()),
+                    }
+                };
+                let active_time = if active_time.is_empty() {
+                    "0001-01-01T00:00:00Z".to_string()
+                } else {
+                    active_time
+                };
                 Ok(Some(raw_json(
                     200,
                     json!({
                         "ha_enabled": true,
                         "is_self": active,
-                        "active_time": "0001-01-01T00:00:00Z",
-                        "leader_address": if active { api } else { String::new() },
-                        "leader_cluster_address": if active { cluster } else { String::new() },
+                        "active_time": active_time,
+                        "leader_address": api,
+                        "leader_cluster_address": cluster,
                         "performance_standby": false,
                         "performance_standby_last_remote_wal": 0,
                         "raft_committed_index": self.applied_index(),
@@ -718,6 +795,28 @@ impl Core {
         match route.id {
             S::Seal => {
                 self.seal().await?;
+                Ok(None)
+            }
+            S::RaftConfiguration => {
+                let servers: Vec<Value> = self
+                    .raft_configuration()?
+                    .into_iter()
+                    .map(|p| {
+                        json!({
+                            "node_id": p.node_id,
+                            "address": p.address,
+                            "leader": p.leader,
+                            "voter": p.voter,
+                            "protocol_version": "3",
+                        })
+                    })
+                    .collect();
+                Ok(Some(Response::from_json(
+                    json!({ "config": { "index": self.applied_index(), "servers": servers } }),
+                )))
+            }
+            S::RaftRemovePeer => {
+                self.raft_remove_peer(&f.string("server_id")?).await?;
                 Ok(None)
             }
             S::KeyStatus => {

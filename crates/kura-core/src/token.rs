@@ -9,7 +9,7 @@ use kura_storage::TxnOp;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::util::{random_base62, random_bytes, rfc3339_secs, salted_hash, unix_now};
+use crate::util::{random_base62, random_bytes, rfc3339_secs, unix_now};
 use crate::view::BarrierView;
 
 const SALT_KEY: &str = "salt";
@@ -17,6 +17,9 @@ const ID_PREFIX: &str = "id/";
 const ACCESSOR_PREFIX: &str = "accessor/";
 const PARENT_PREFIX: &str = "parent/";
 const ROLE_PREFIX: &str = "roles/";
+/// Most parsed token entries kept in memory (a few hundred bytes each: about 4 MiB at most).
+/// The cache is dropped whole when it fills; entries are re-read from storage on demand.
+const TOKEN_CACHE_MAX: usize = 8192;
 
 /// A stored token. The token ID itself is never stored: entries are keyed by its salted hash.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -247,11 +250,16 @@ pub struct NewToken {
 /// The token store.
 pub struct TokenStore {
     view: BarrierView,
-    salt: Vec<u8>,
+    /// HMAC key made from the store's salt (built once: hashing is on every request's path).
+    salt: aws_lc_rs::hmac::Key,
     /// The cubbyhole mount's storage: a revoked token's cubbyhole is deleted with it.
     cubbyhole: std::sync::RwLock<Option<BarrierView>>,
     /// Revokes a token's leases when the token goes.
     leases: std::sync::RwLock<Option<std::sync::Arc<dyn crate::leases::TokenLeases>>>,
+    /// Parsed entries by hash, so the per-request lookup neither decrypts nor parses.
+    cache: std::sync::RwLock<std::collections::HashMap<String, std::sync::Arc<TokenEntry>>>,
+    /// Bumped by every invalidation: a lookup that raced one does not cache what it read.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 impl TokenStore {
@@ -267,9 +275,11 @@ impl TokenStore {
         };
         Ok(TokenStore {
             view,
-            salt,
+            salt: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &salt),
             cubbyhole: std::sync::RwLock::new(None),
             leases: std::sync::RwLock::new(None),
+            cache: std::sync::RwLock::new(std::collections::HashMap::new()),
+            generation: std::sync::atomic::AtomicU64::new(0),
         })
     }
 
@@ -285,7 +295,7 @@ impl TokenStore {
 
     /// Salted hash of a token ID or accessor.
     pub fn hash(&self, id: &str) -> String {
-        salted_hash(&self.salt, id)
+        hex::encode(aws_lc_rs::hmac::sign(&self.salt, id.as_bytes()).as_ref())
     }
 
     /// Creates and persists a token; returns the token ID and its entry.
@@ -362,8 +372,44 @@ impl TokenStore {
 
     /// Looks up a token by its hash; expired tokens are treated as absent.
     pub async fn lookup_hash(&self, hash: &str) -> Result<Option<TokenEntry>> {
-        let entry: Option<TokenEntry> = self.view.get_json(&format!("{ID_PREFIX}{hash}")).await?;
+        let cached = self
+            .cache
+            .read()
+            .expect("token cache lock")
+            .get(hash)
+            .cloned();
+        let entry = match cached {
+            Some(e) => Some(TokenEntry::clone(&e)),
+            None => {
+                let seen = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+                let entry: Option<TokenEntry> =
+                    self.view.get_json(&format!("{ID_PREFIX}{hash}")).await?;
+                if let Some(e) = &entry {
+                    self.remember(e, seen);
+                }
+                entry
+            }
+        };
         Ok(entry.filter(|e| !e.expired(unix_now())))
+    }
+
+    fn remember(&self, entry: &TokenEntry, seen: u64) {
+        let mut cache = self.cache.write().expect("token cache lock");
+        if self.generation.load(std::sync::atomic::Ordering::SeqCst) != seen {
+            return;
+        }
+        if cache.len() >= TOKEN_CACHE_MAX {
+            cache.clear();
+        }
+        cache.insert(entry.hash.clone(), std::sync::Arc::new(entry.clone()));
+    }
+
+    /// Forgets the cached entry of a token (it changed in storage, here or on another node).
+    pub fn invalidate(&self, hash: &str) {
+        let mut cache = self.cache.write().expect("token cache lock");
+        self.generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.remove(hash);
     }
 
     /// Resolves an accessor to the token hash.
@@ -392,9 +438,12 @@ impl TokenStore {
 
     /// Persists an updated entry.
     pub async fn save(&self, entry: &TokenEntry) -> Result<()> {
+        self.invalidate(&entry.hash);
         self.view
             .put_json(&format!("{ID_PREFIX}{}", entry.hash), entry)
-            .await
+            .await?;
+        self.invalidate(&entry.hash);
+        Ok(())
     }
 
     /// Counts one use of a token with a use limit. Returns true if that was its last use (the
@@ -437,7 +486,7 @@ impl TokenStore {
             let key = format!("{ID_PREFIX}{child}");
             if let Some(mut e) = self.view.get_json::<TokenEntry>(&key).await? {
                 e.parent.clear();
-                self.view.put_json(&key, &e).await?;
+                self.save(&e).await?;
             }
             self.view
                 .delete(&format!("{PARENT_PREFIX}{hash}/{child}"))
@@ -455,6 +504,7 @@ impl TokenStore {
         if let Some(r) = revoker {
             r.revoke_for_token(hash).await?;
         }
+        self.invalidate(hash);
         let mut ops = vec![
             TxnOp::Delete { key },
             TxnOp::Delete {
@@ -467,6 +517,8 @@ impl TokenStore {
             });
         }
         self.view.transaction(ops).await?;
+        // Again after the commit: a lookup racing the revocation may have re-cached it.
+        self.invalidate(hash);
         let cubbyhole = self.cubbyhole.read().expect("cubbyhole lock").clone();
         if let Some(cubby) = cubbyhole {
             let keys = cubby.list_recursive(&format!("{hash}/")).await?;

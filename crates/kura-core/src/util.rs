@@ -2,7 +2,6 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use aws_lc_rs::hmac;
 use aws_lc_rs::rand::{SecureRandom, SystemRandom};
 
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -62,12 +61,6 @@ pub fn rfc3339_secs(secs: i64) -> String {
     rfc3339(UNIX_EPOCH + Duration::from_secs(secs.max(0) as u64))
 }
 
-/// HMAC-SHA256 of `data` with `salt`, hex-encoded: how tokens and accessors are keyed in storage.
-pub fn salted_hash(salt: &[u8], data: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, salt);
-    hex::encode(hmac::sign(&key, data.as_bytes()).as_ref())
-}
-
 /// True if `ip` lies inside `cidr` (`10.0.0.0/8`, `::1/128`, or a bare address).
 pub fn cidr_contains(cidr: &str, ip: std::net::IpAddr) -> bool {
     use std::net::IpAddr;
@@ -115,8 +108,6 @@ mod tests {
         assert!(s.bytes().all(|c| c.is_ascii_alphanumeric()));
         assert_ne!(random_base62(24), s);
         assert_eq!(new_uuid().len(), 36);
-        assert_eq!(salted_hash(b"salt", "x"), salted_hash(b"salt", "x"));
-        assert_ne!(salted_hash(b"salt", "x"), salted_hash(b"pepper", "x"));
         assert!(rfc3339_secs(0).starts_with("1970-01-01T00:00:00"));
     }
 

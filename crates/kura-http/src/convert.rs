@@ -16,7 +16,7 @@ use crate::ListenerSettings;
 /// OpenBao's default `max_request_size`: 32 MiB.
 pub const MAX_REQUEST_SIZE_DEFAULT: usize = 32 * 1024 * 1024;
 
-type HttpResponse = hyper::Response<Full<Bytes>>;
+pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 
 fn json_response(status: u16, body: &Value) -> HttpResponse {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
@@ -34,7 +34,7 @@ fn json_response(status: u16, body: &Value) -> HttpResponse {
     resp
 }
 
-fn error_response(status: u16, messages: Vec<String>) -> HttpResponse {
+pub(crate) fn error_response(status: u16, messages: Vec<String>) -> HttpResponse {
     json_response(status, &json!({ "errors": messages }))
 }
 
@@ -91,24 +91,60 @@ pub async fn handle(
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> HttpResponse {
+    handle_any(core, settings, peer, req, false).await
+}
+
+/// Handles one HTTP request with any body. `forwarded`: the request came from a standby, so it
+/// must not be forwarded again.
+pub(crate) async fn handle_any<B>(
+    core: Arc<Core>,
+    settings: &ListenerSettings,
+    peer: SocketAddr,
+    req: hyper::Request<B>,
+    forwarded: bool,
+) -> HttpResponse
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let deadline = settings.max_request_duration;
-    match tokio::time::timeout(deadline, handle_inner(core, settings, peer, req)).await {
+    match tokio::time::timeout(deadline, handle_inner(core, settings, peer, req, forwarded)).await {
         Ok(r) => r,
         Err(_) => error_response(504, vec!["request exceeded max_request_duration".into()]),
     }
 }
 
-async fn handle_inner(
+async fn handle_inner<B>(
     core: Arc<Core>,
     settings: &ListenerSettings,
     peer: SocketAddr,
-    req: hyper::Request<Incoming>,
-) -> HttpResponse {
+    req: hyper::Request<B>,
+    forwarded: bool,
+) -> HttpResponse
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
     let (parts, body) = req.into_parts();
     let Some(path) = parts.uri.path().strip_prefix("/v1/") else {
         return error_response(404, vec![]);
     };
     let path = percent_decode(path);
+    let mut body = Some(body);
+    let ready: Option<Bytes> =
+        if core.current_state().is_standby() && !crate::forward::local_on_standby(&path) {
+            if forwarded {
+                return crate::forward::not_active();
+            }
+            let body = body.take().expect("body not read yet");
+            match crate::forward::on_standby(core.clone(), settings, peer, &parts, body).await {
+                crate::forward::StandbyOutcome::Answered(resp) => return resp,
+                // The node became active while the request waited: serve it here.
+                crate::forward::StandbyOutcome::NowActive(bytes) => Some(bytes),
+            }
+        } else {
+            None
+        };
     let query = parts.uri.query().map(parse_query).unwrap_or_default();
     let is_head = parts.method == Method::HEAD;
     let list_param = query
@@ -126,8 +162,16 @@ async fn handle_inner(
     };
     let data = if matches!(operation, Operation::Update | Operation::Patch) {
         let limit = settings.max_request_size;
-        let bytes = match Limited::new(body, limit).collect().await {
-            Ok(c) => c.to_bytes(),
+        let collected = match (ready, body) {
+            (Some(bytes), _) => Ok(bytes),
+            (None, Some(body)) => Limited::new(body, limit)
+                .collect()
+                .await
+                .map(|c| c.to_bytes()),
+            (None, None) => Ok(Bytes::new()),
+        };
+        let bytes = match collected {
+            Ok(b) => b,
             Err(e) => {
                 if e.downcast_ref::<http_body_util::LengthLimitError>()
                     .is_some()

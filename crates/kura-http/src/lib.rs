@@ -3,6 +3,7 @@
 //! request deadlines, terminates TLS. It knows nothing about storage.
 
 mod convert;
+mod forward;
 mod tls;
 
 use std::net::SocketAddr;
@@ -16,6 +17,7 @@ use kura_core::Core;
 use tokio::net::TcpListener;
 
 pub use convert::{handle, MAX_REQUEST_SIZE_DEFAULT};
+pub use forward::handle_forwarded;
 pub use tls::{load_tls_config, TlsError, TlsSettings};
 
 /// Settings of one `listener "tcp"`.

@@ -406,8 +406,22 @@ impl RaftBackend {
 
     /// Clears an HA holder record this node left behind before it restarted: nobody holds the
     /// lock until `acquire` is called again.
+    ///
+    /// Only a single voter does this: a member of a larger cluster may believe after a restart
+    /// that it still leads (openraft restores a committed vote for itself) while it cannot reach
+    /// its peers — waiting for that entry to commit would block the start forever. In a larger
+    /// cluster the next node to take the lock overwrites the record anyway.
     async fn clear_own_holder(&self) -> std::result::Result<(), RaftBackendError> {
-        if !self.is_leader() {
+        let single_voter = self
+            .inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .eq([self.inner.id]);
+        if !self.is_leader() || !single_voter {
             return Ok(());
         }
         let db = self

@@ -1,0 +1,447 @@
+//! A raft cluster of `kura` processes on loopback: formed by `retry_join` from OpenBao-style
+//! config files, with the bootstrap challenge; one active node, standbys that forward and
+//! redirect; failover after `kill -9` of the active node; a node without the cluster's keys
+//! cannot join.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use common::{free_port, Server};
+use serde_json::{json, Value};
+
+/// One node's addresses and files.
+struct NodeSpec {
+    api: String,
+    config: PathBuf,
+    log: PathBuf,
+}
+
+/// Two consecutive free ports (API, cluster = API + 1).
+fn port_pair() -> u16 {
+    loop {
+        let p = free_port();
+        if p < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+}
+
+fn node_spec(dir: &Path, name: &str, join: &[&str]) -> NodeSpec {
+    let port = port_pair();
+    let api = format!("127.0.0.1:{port}");
+    let retry: String = join
+        .iter()
+        .map(|a| format!("  retry_join {{\n    leader_api_addr = \"http://{a}\"\n  }}\n"))
+        .collect();
+    let text = format!(
+        r#"
+storage "raft" {{
+  path    = "{data}"
+  node_id = "{name}"
+{retry}}}
+listener "tcp" {{
+  address     = "{api}"
+  tls_disable = true
+}}
+api_addr      = "http://{api}"
+cluster_addr  = "https://127.0.0.1:{cport}"
+disable_mlock = true
+"#,
+        data = dir.join(name).display(),
+        cport = port + 1,
+    );
+    let config = dir.join(format!("{name}.hcl"));
+    std::fs::write(&config, text).unwrap();
+    NodeSpec {
+        api,
+        config,
+        log: dir.join(format!("{name}.log")),
+    }
+}
+
+fn start(spec: &NodeSpec) -> Server {
+    Server::start(&spec.config, &spec.api, spec.log.clone())
+}
+
+/// A raw HTTP/1.1 exchange with extra headers; returns status, headers (lower-case names) and
+/// the JSON body (Null when empty).
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    headers: &[(&str, &str)],
+    body: Option<&Value>,
+) -> (u16, Vec<(String, String)>, Value) {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !token.is_empty() {
+        head.push_str(&format!("X-Vault-Token: {token}\r\n"));
+    }
+    for (n, v) in headers {
+        head.push_str(&format!("{n}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("response head");
+    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let hdrs: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let payload = &buf[end + 4..];
+    let json = if payload.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(payload)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
+    };
+    (status, hdrs, json)
+}
+
+fn call(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
+    let (s, _, b) = request(addr, method, path, token, &[], body);
+    (s, b)
+}
+
+/// Waits until `f` returns `Some`, at most `secs` seconds.
+fn wait_for<T>(secs: u64, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits until the joining node has fetched its bootstrap challenge (seal-status shows the
+/// cluster's seal configuration), then unseals it.
+fn join_and_unseal(server: &Server, keys: &[String]) {
+    wait_for(30, "the bootstrap challenge", || {
+        let (s, st) = call(&server.addr, "GET", "/v1/sys/seal-status", "", None);
+        (s == 200 && st["n"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    server.unseal(keys);
+}
+
+fn health(addr: &str) -> Option<(u16, Value)> {
+    TcpStream::connect(addr).ok()?;
+    Some(call(addr, "GET", "/v1/sys/health", "", None))
+}
+
+/// Index (into `addrs`) of the single node reporting itself active; the others must be
+/// unsealed standbys (429, `standby: true`).
+fn single_active(addrs: &[&str]) -> Option<usize> {
+    let mut active = Vec::new();
+    for (i, a) in addrs.iter().enumerate() {
+        let (s, b) = health(a)?;
+        match s {
+            200 => active.push(i),
+            429 if b["standby"] == true => {}
+            _ => return None,
+        }
+    }
+    (active.len() == 1).then(|| active[0])
+}
+
+struct Cluster {
+    specs: Vec<NodeSpec>,
+    servers: Vec<Option<Server>>,
+    keys: Vec<String>,
+    token: String,
+}
+
+/// Node 1 initialises; nodes 2 and 3 join it through `retry_join` blocks.
+fn three_node_cluster(dir: &Path) -> Cluster {
+    let n1 = node_spec(dir, "node1", &[]);
+    let n2 = node_spec(dir, "node2", &[&n1.api]);
+    let n3 = node_spec(dir, "node3", &[&n1.api, &n2.api]);
+    let s1 = start(&n1);
+    assert!(
+        s1.log_text().contains("Storage: raft (HA available)"),
+        "{}",
+        s1.log_text()
+    );
+    let (keys, token) = s1.init_unseal(3, 2);
+    wait_for(15, "node1 active", || {
+        health(&s1.addr).and_then(|(s, _)| (s == 200).then_some(()))
+    });
+    let s2 = start(&n2);
+    let s3 = start(&n3);
+    join_and_unseal(&s2, &keys[1..3]);
+    join_and_unseal(&s3, &keys[..2]);
+    Cluster {
+        specs: vec![n1, n2, n3],
+        servers: vec![Some(s1), Some(s2), Some(s3)],
+        keys,
+        token,
+    }
+}
+
+impl Cluster {
+    fn addrs(&self) -> Vec<&str> {
+        self.specs.iter().map(|s| s.api.as_str()).collect()
+    }
+}
+
+#[test]
+fn cluster_forms_forwards_redirects_and_refuses_strangers() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = three_node_cluster(dir.path());
+    let addrs = c.addrs();
+    let active = wait_for(15, "exactly one active node", || single_active(&addrs));
+    assert_eq!(active, 0, "node1 started the cluster and stays active");
+    let (a, s2, s3) = (addrs[0], addrs[1], addrs[2]);
+    let token = c.token.as_str();
+
+    // Raft configuration: three voters, one leader.
+    let (st, conf) = call(s3, "GET", "/v1/sys/storage/raft/configuration", token, None);
+    assert_eq!(st, 200, "{conf}");
+    let servers = conf["data"]["config"]["servers"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(servers.len(), 3, "{conf}");
+    assert!(servers.iter().all(|s| s["voter"] == true), "{conf}");
+    let leaders: Vec<&Value> = servers.iter().filter(|s| s["leader"] == true).collect();
+    assert_eq!(leaders.len(), 1);
+    assert_eq!(leaders[0]["node_id"], "node1");
+
+    // sys/leader on a standby names the active node.
+    let (st, leader) = call(s2, "GET", "/v1/sys/leader", "", None);
+    assert_eq!(st, 200);
+    assert_eq!(leader["is_self"], false, "{leader}");
+    assert_eq!(leader["leader_address"], format!("http://{a}"), "{leader}");
+    let (_, leader) = call(a, "GET", "/v1/sys/leader", "", None);
+    assert_eq!(leader["is_self"], true, "{leader}");
+
+    // Writes through a standby are forwarded to the active node, reads too.
+    let (st, body) = call(
+        s2,
+        "POST",
+        "/v1/sys/mounts/secret",
+        token,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let (st, body) = call(
+        s3,
+        "PUT",
+        "/v1/secret/data/app",
+        token,
+        Some(&json!({"data": {"password": "through-standby"}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    for node in [a, s2, s3] {
+        let (st, body) = call(node, "GET", "/v1/secret/data/app", token, None);
+        assert_eq!(st, 200, "{node}: {body}");
+        assert_eq!(body["data"]["data"]["password"], "through-standby");
+    }
+    // A bad token is refused by the active node, also through a standby.
+    let (st, _) = call(s2, "GET", "/v1/secret/data/app", "not-a-token", None);
+    assert_eq!(st, 403);
+
+    // With X-Vault-No-Request-Forwarding the standby redirects.
+    let (st, hdrs, _) = request(
+        s2,
+        "GET",
+        "/v1/secret/data/app?version=1",
+        token,
+        &[("X-Vault-No-Request-Forwarding", "true")],
+        None,
+    );
+    assert_eq!(st, 307);
+    let location = hdrs
+        .iter()
+        .find(|(n, _)| n == "location")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    assert_eq!(location, format!("http://{a}/v1/secret/data/app?version=1"));
+
+    // A node given keys that do not open the cluster's keyring does not join.
+    let n4 = node_spec(dir.path(), "node4", &[a]);
+    let s4 = start(&n4);
+    wait_for(30, "node4's challenge", || {
+        let (s, st) = call(&s4.addr, "GET", "/v1/sys/seal-status", "", None);
+        (s == 200 && st["n"].as_u64().unwrap_or(0) > 0).then_some(())
+    });
+    let forged: Vec<String> = c.keys[..2]
+        .iter()
+        .map(|k| {
+            // Same format and x-coordinates, other secret bytes.
+            let mut bytes = hex_decode(k);
+            bytes[0] ^= 0x5a;
+            bytes[1] ^= 0xa5;
+            hex_encode(&bytes)
+        })
+        .collect();
+    let (st, _) = call(
+        &s4.addr,
+        "PUT",
+        "/v1/sys/unseal",
+        "",
+        Some(&json!({"key": forged[0]})),
+    );
+    assert_eq!(st, 200);
+    let (st, body) = call(
+        &s4.addr,
+        "PUT",
+        "/v1/sys/unseal",
+        "",
+        Some(&json!({"key": forged[1]})),
+    );
+    assert_eq!(st, 400, "{body}");
+    let (_, status) = call(&s4.addr, "GET", "/v1/sys/seal-status", "", None);
+    assert_eq!(status["sealed"], true);
+    let (_, conf) = call(a, "GET", "/v1/sys/storage/raft/configuration", token, None);
+    let names: Vec<&str> = conf["data"]["config"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node_id"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"node4"), "{conf}");
+    // The bootstrap answer cannot be guessed either.
+    let (st, _) = call(
+        a,
+        "PUT",
+        "/v1/sys/storage/raft/bootstrap/answer",
+        "",
+        Some(&json!({"server_id": "node4", "answer": "AAAA"})),
+    );
+    assert_eq!(st, 403);
+    drop(s4);
+
+    // remove-peer takes a standby out of the configuration.
+    let (st, body) = call(
+        a,
+        "PUT",
+        "/v1/sys/storage/raft/remove-peer",
+        token,
+        Some(&json!({"server_id": "node3"})),
+    );
+    assert!(st == 200 || st == 204, "{st} {body}");
+    let (_, conf) = call(a, "GET", "/v1/sys/storage/raft/configuration", token, None);
+    assert_eq!(
+        conf["data"]["config"]["servers"].as_array().unwrap().len(),
+        2,
+        "{conf}"
+    );
+}
+
+#[test]
+fn kill_9_of_the_active_node_fails_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = three_node_cluster(dir.path());
+    let token = c.token.clone();
+    let addrs: Vec<String> = c.addrs().iter().map(|s| s.to_string()).collect();
+    let refs: Vec<&str> = addrs.iter().map(String::as_str).collect();
+    wait_for(15, "exactly one active node", || single_active(&refs));
+    let (st, body) = call(
+        &addrs[0],
+        "POST",
+        "/v1/sys/mounts/secret",
+        &token,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    assert_eq!(st, 204, "{body}");
+
+    let mut times = Vec::new();
+    for round in 0..3 {
+        let active = wait_for(20, "exactly one active node", || single_active(&refs));
+        let key = format!("/v1/secret/data/round{round}");
+        let (st, body) = call(
+            &addrs[active],
+            "PUT",
+            &key,
+            &token,
+            Some(&json!({"data": {"v": "before"}})),
+        );
+        assert_eq!(st, 200, "{body}");
+
+        let killed = c.servers[active].take().unwrap();
+        let t0 = Instant::now();
+        killed.kill9();
+        let survivors: Vec<usize> = (0..3).filter(|&i| i != active).collect();
+        let after = format!("/v1/secret/data/after{round}");
+        let writer = wait_for(20, "a write accepted after the failover", || {
+            for &i in &survivors {
+                let (st, _) = call(
+                    &addrs[i],
+                    "PUT",
+                    &after,
+                    &token,
+                    Some(&json!({"data": {"v": "after"}})),
+                );
+                if st == 200 {
+                    return Some(i);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            None
+        });
+        let took = t0.elapsed();
+        times.push(took);
+        eprintln!("round {round}: failover took {took:?}");
+        // Every acknowledged write is still there.
+        let (st, body) = call(&addrs[writer], "GET", &key, &token, None);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["data"]["data"]["v"], "before");
+
+        // The killed node restarts, is unsealed and rejoins as a standby.
+        let server = start(&c.specs[active]);
+        server.unseal(&c.keys[..2]);
+        c.servers[active] = Some(server);
+        wait_for(20, "three healthy nodes again", || single_active(&refs));
+        let (st, body) = call(&addrs[active], "GET", &after, &token, None);
+        assert_eq!(st, 200, "{body}");
+        assert_eq!(body["data"]["data"]["v"], "after");
+    }
+    times.sort();
+    eprintln!(
+        "failover times: {times:?}; median {:?}, max {:?}",
+        times[times.len() / 2],
+        times[times.len() - 1]
+    );
+    assert!(
+        times[times.len() - 1] < Duration::from_secs(5),
+        "failover too slow: {times:?}"
+    );
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+fn hex_encode(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
