@@ -158,8 +158,8 @@ async fn build_storage(
             let mut opts = kura_raft::RaftOptions::new(&path, node_id);
             opts.api_addr = cfg.api_addr.clone().unwrap_or_default();
             opts.cluster_addr = cfg.cluster_addr.clone().unwrap_or_default();
-            // A node that is told where to join does not start a cluster of its own.
-            opts.initialize = retry_join.is_empty();
+            // The cluster is formed by `sys/init` (or joined): never at start.
+            opts.initialize = false;
             opts.heartbeat_interval = RAFT_HEARTBEAT;
             opts.election_timeout_min = RAFT_ELECTION_MIN;
             opts.election_timeout_max = RAFT_ELECTION_MAX;
@@ -725,6 +725,8 @@ mod plane {
                     address: kura_cluster::listener::socket_target(&p.node.cluster_addr)
                         .map(str::to_string)
                         .unwrap_or_else(|_| p.node.cluster_addr.clone()),
+                    api_address: p.node.api_addr.clone(),
+                    cluster_address: p.node.cluster_addr.clone(),
                     node_id: p.node.name,
                     leader: p.leader,
                     voter: p.voter,
@@ -753,6 +755,32 @@ mod plane {
 
         fn node_id(&self) -> String {
             self.node.me().name.clone()
+        }
+
+        async fn bootstrap(&self) -> Result<(), ClusterPlaneError> {
+            let backend = self.node.backend();
+            let raft = backend.raft();
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|e| ClusterPlaneError::Membership(e.to_string()))?;
+            if !initialized {
+                tracing::info!(node = %self.node.me().name, "forming a new raft cluster");
+                raft.initialize(std::collections::BTreeMap::from([(
+                    backend.node_id(),
+                    self.node.me().clone(),
+                )]))
+                .await
+                .map_err(|e| ClusterPlaneError::Membership(e.to_string()))?;
+            }
+            let deadline = tokio::time::Instant::now() + MEMBERSHIP_TIMEOUT;
+            while !backend.is_leader() {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(ClusterPlaneError::NoActive);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(())
         }
 
         async fn fetch_challenge(

@@ -31,7 +31,12 @@ fn port_pair() -> u16 {
 }
 
 fn node_spec(dir: &Path, name: &str, join: &[&str]) -> NodeSpec {
-    let port = port_pair();
+    node_spec_at(dir, name, port_pair(), join)
+}
+
+/// A node whose API listens on `port` (cluster port: `port + 1`), with a `retry_join` block for
+/// each address in `join`.
+fn node_spec_at(dir: &Path, name: &str, port: u16, join: &[&str]) -> NodeSpec {
     let api = format!("127.0.0.1:{port}");
     let retry: String = join
         .iter()
@@ -177,11 +182,14 @@ struct Cluster {
     token: String,
 }
 
-/// Node 1 initialises; nodes 2 and 3 join it through `retry_join` blocks.
+/// Every node's configuration lists the other two in `retry_join` blocks, as OpenBao's
+/// examples do; node 1 is initialised and forms the cluster, nodes 2 and 3 join it.
 fn three_node_cluster(dir: &Path) -> Cluster {
-    let n1 = node_spec(dir, "node1", &[]);
-    let n2 = node_spec(dir, "node2", &[&n1.api]);
-    let n3 = node_spec(dir, "node3", &[&n1.api, &n2.api]);
+    let ports = [port_pair(), port_pair(), port_pair()];
+    let api: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+    let n1 = node_spec_at(dir, "node1", ports[0], &[&api[1], &api[2]]);
+    let n2 = node_spec_at(dir, "node2", ports[1], &[&api[0], &api[2]]);
+    let n3 = node_spec_at(dir, "node3", ports[2], &[&api[0], &api[1]]);
     let s1 = start(&n1);
     assert!(
         s1.log_text().contains("Storage: raft (HA available)"),
@@ -232,6 +240,19 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
     let leaders: Vec<&Value> = servers.iter().filter(|s| s["leader"] == true).collect();
     assert_eq!(leaders.len(), 1);
     assert_eq!(leaders[0]["node_id"], "node1");
+
+    // sys/ha-status (through a standby): three nodes, node1 active.
+    let (st, ha) = call(s2, "GET", "/v1/sys/ha-status", token, None);
+    assert_eq!(st, 200, "{ha}");
+    let nodes = ha["data"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 3, "{ha}");
+    let active_nodes: Vec<&Value> = nodes.iter().filter(|n| n["active_node"] == true).collect();
+    assert_eq!(active_nodes.len(), 1, "{ha}");
+    assert_eq!(
+        active_nodes[0]["api_address"],
+        format!("http://{a}"),
+        "{ha}"
+    );
 
     // sys/leader on a standby names the active node.
     let (st, leader) = call(s2, "GET", "/v1/sys/leader", "", None);
@@ -319,6 +340,9 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
     assert_eq!(st, 400, "{body}");
     let (_, status) = call(&s4.addr, "GET", "/v1/sys/seal-status", "", None);
     assert_eq!(status["sealed"], true);
+    // Sealed, it cannot read the leader entry.
+    let (st, _) = call(&s4.addr, "GET", "/v1/sys/leader", "", None);
+    assert_eq!(st, 503);
     let (_, conf) = call(a, "GET", "/v1/sys/storage/raft/configuration", token, None);
     let names: Vec<&str> = conf["data"]["config"]["servers"]
         .as_array()
@@ -338,6 +362,44 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
     assert_eq!(st, 403);
     drop(s4);
 
+    // The cluster port speaks only mutual TLS: a plain HTTP client gets no HTTP answer.
+    let cluster_port: u16 = a.rsplit_once(':').unwrap().1.parse::<u16>().unwrap() + 1;
+    let mut plain = TcpStream::connect(("127.0.0.1", cluster_port)).unwrap();
+    plain
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let _ = plain.write_all(b"GET /v1/sys/health HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut got = Vec::new();
+    let _ = plain.read_to_end(&mut got);
+    assert!(
+        !got.starts_with(b"HTTP/"),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+
+    // Another node joins with the CLI: `kura operator raft join`, then unseal.
+    let n5 = node_spec(dir.path(), "node5", &[]);
+    let s5 = start(&n5);
+    let out = kura(
+        &s5.addr,
+        "",
+        &["operator", "raft", "join", &format!("http://{a}")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(text.contains("Joined") && text.contains("true"), "{text}");
+    join_and_unseal(&s5, &c.keys[1..3]);
+    let out = kura(s2, token, &["operator", "raft", "list-peers"]);
+    assert!(out.status.success(), "{out:?}");
+    let peers = String::from_utf8_lossy(&out.stdout).into_owned();
+    for name in ["node1", "node2", "node3", "node5"] {
+        assert!(peers.contains(name), "{peers}");
+    }
+    assert!(peers.contains("leader"), "{peers}");
+    let (st, body) = call(&s5.addr, "GET", "/v1/secret/data/app", token, None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["data"]["password"], "through-standby");
+
     // remove-peer takes a standby out of the configuration.
     let (st, body) = call(
         a,
@@ -348,11 +410,14 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
     );
     assert!(st == 200 || st == 204, "{st} {body}");
     let (_, conf) = call(a, "GET", "/v1/sys/storage/raft/configuration", token, None);
-    assert_eq!(
-        conf["data"]["config"]["servers"].as_array().unwrap().len(),
-        2,
-        "{conf}"
-    );
+    let names: Vec<&str> = conf["data"]["config"]["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["node_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names.len(), 3, "{conf}");
+    assert!(!names.contains(&"node3"), "{conf}");
 }
 
 #[test]
@@ -433,6 +498,20 @@ fn kill_9_of_the_active_node_fails_over() {
         times[times.len() - 1] < Duration::from_secs(5),
         "failover too slow: {times:?}"
     );
+}
+
+/// Runs the `kura` CLI against `addr`.
+fn kura(addr: &str, token: &str, args: &[&str]) -> std::process::Output {
+    let home = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(common::kura_bin());
+    cmd.args(args)
+        .env("VAULT_ADDR", format!("http://{addr}"))
+        .env("HOME", home.path())
+        .env_remove("VAULT_TOKEN");
+    if !token.is_empty() {
+        cmd.env("VAULT_TOKEN", token);
+    }
+    cmd.output().unwrap()
 }
 
 fn hex_decode(s: &str) -> Vec<u8> {

@@ -15,6 +15,9 @@ fn write(dir: &Path, name: &str, text: &str) -> std::path::PathBuf {
 }
 
 fn raft_config(dir: &Path, addr: &str) -> std::path::PathBuf {
+    // The cluster port is bound too: give it its own free port rather than the API port + 1,
+    // which another test running in parallel may hold.
+    let cluster_port = free_port();
     write(
         dir,
         "kura.hcl",
@@ -25,15 +28,15 @@ storage "raft" {{
   node_id = "node1"
 }}
 listener "tcp" {{
-  address     = "{addr}"
-  tls_disable = true
+  address         = "{addr}"
+  cluster_address = "127.0.0.1:{cluster_port}"
+  tls_disable     = true
 }}
 api_addr     = "http://{addr}"
-cluster_addr = "https://127.0.0.1:{}"
+cluster_addr = "https://127.0.0.1:{cluster_port}"
 disable_mlock = true
 "#,
             dir.join("data").display(),
-            free_port()
         ),
     )
 }

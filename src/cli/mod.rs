@@ -11,6 +11,7 @@ mod kv;
 mod kvargs;
 mod logical;
 mod output;
+mod raft;
 mod sys;
 mod token;
 

@@ -252,6 +252,9 @@ pub enum OperatorCmd {
     KeyStatus(KeyStatusArgs),
     /// Rotate the underlying encryption key.
     Rotate(KeyStatusArgs),
+    /// Raft cluster operations (integrated storage).
+    #[command(subcommand)]
+    Raft(super::raft::RaftCmd),
 }
 
 /// Arguments of `operator init`.
@@ -325,6 +328,7 @@ pub async fn operator(ui: &mut Ui, cmd: OperatorCmd) -> i32 {
         OperatorCmd::Seal(a) => seal(ui, a).await,
         OperatorCmd::KeyStatus(a) => key_status(ui, a, false).await,
         OperatorCmd::Rotate(a) => key_status(ui, a, true).await,
+        OperatorCmd::Raft(c) => super::raft::raft(ui, c).await,
     }
 }
 

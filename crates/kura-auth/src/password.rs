@@ -20,10 +20,9 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use kura_logical::{LogicalError, Result};
-use tokio::sync::Semaphore;
 use zeroize::Zeroizing;
 
 /// Argon2id memory cost in KiB (19 MiB).
@@ -58,23 +57,57 @@ fn hasher() -> Argon2<'static> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
 }
 
-fn permits() -> &'static Semaphore {
-    static PERMITS: OnceLock<Semaphore> = OnceLock::new();
-    PERMITS.get_or_init(|| {
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// A fixed pool of hashing threads, one per CPU. Each keeps its argon2 working memory between
+/// jobs, so memory stays bounded at (threads × one hash) however many logins queue up.
+fn hashing_pool() -> &'static std::sync::mpsc::SyncSender<Job> {
+    static POOL: OnceLock<std::sync::mpsc::SyncSender<Job>> = OnceLock::new();
+    POOL.get_or_init(|| {
         let n = std::thread::available_parallelism().map_or(2, |n| n.get());
-        Semaphore::new(n)
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(1024);
+        let rx = std::sync::Arc::new(std::sync::Mutex::new(rx));
+        for i in 0..n {
+            let rx = rx.clone();
+            std::thread::Builder::new()
+                .name(format!("kura-hash-{i}"))
+                .spawn(move || loop {
+                    let job = match rx.lock() {
+                        Ok(guard) => guard.recv(),
+                        Err(_) => return,
+                    };
+                    match job {
+                        Ok(job) => job(),
+                        Err(_) => return,
+                    }
+                })
+                .expect("spawning a password hashing thread");
+        }
+        tx
     })
 }
 
-/// Runs a CPU-heavy hash computation on the blocking pool under the concurrency bound.
+/// Runs a CPU-heavy hash computation on the hashing pool.
 async fn run_bounded<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
-    let _permit = permits()
-        .acquire()
-        .await
-        .map_err(|_| LogicalError::Internal("password hashing pool closed".into()))?;
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| LogicalError::Internal(format!("password hashing task failed: {e}")))
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let job: Job = Box::new(move || {
+        let _ = tx.send(f());
+    });
+    let closed = || LogicalError::Internal("password hashing pool closed".into());
+    match hashing_pool().try_send(job) {
+        Ok(()) => {}
+        // The queue is bounded: when it is full, wait on a blocking thread, not the runtime.
+        Err(std::sync::mpsc::TrySendError::Full(job)) => {
+            let pool = hashing_pool().clone();
+            tokio::task::spawn_blocking(move || pool.send(job))
+                .await
+                .map_err(|e| LogicalError::Internal(format!("password hashing task failed: {e}")))?
+                .map_err(|_| closed())?;
+        }
+        Err(std::sync::mpsc::TrySendError::Disconnected(_)) => return Err(closed()),
+    }
+    rx.await
+        .map_err(|_| LogicalError::Internal("password hashing job dropped".into()))
 }
 
 fn hash_blocking(password: &[u8]) -> Result<String> {
@@ -111,9 +144,46 @@ fn verify_blocking(password: &[u8], stored: &str) -> bool {
         return bcrypt::verify(pw, stored).unwrap_or(false);
     }
     match PasswordHash::new(stored) {
-        Ok(parsed) => hasher().verify_password(password, &parsed).is_ok(),
+        Ok(parsed) => verify_argon2(password, &parsed).unwrap_or(false),
         Err(_) => false,
     }
+}
+
+thread_local! {
+    /// Argon2's working memory, kept per hashing thread: reusing it avoids mapping and
+    /// faulting in ~19 MiB for every login, while the bounded pool keeps the total bounded.
+    static ARGON2_MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Verifies an argon2 PHC hash using the thread's reusable working memory; compares in
+/// constant time. `None` when the stored hash is not a usable argon2 hash.
+fn verify_argon2(password: &[u8], parsed: &PasswordHash<'_>) -> Option<bool> {
+    use subtle::ConstantTimeEq;
+    let algorithm = Algorithm::try_from(parsed.algorithm).ok()?;
+    let params = Params::try_from(parsed).ok()?;
+    let expected = parsed.hash?;
+    let mut salt = [0u8; 64];
+    let salt = parsed.salt?.decode_b64(&mut salt).ok()?;
+    let version = parsed
+        .version
+        .and_then(|v| Version::try_from(v).ok())
+        .unwrap_or(Version::V0x13);
+    let argon = Argon2::new(algorithm, version, params.clone());
+    let mut out = Zeroizing::new(vec![0u8; expected.len()]);
+    let ok = ARGON2_MEMORY.with(|mem| {
+        let mut blocks = mem.borrow_mut();
+        blocks.resize(params.block_count(), argon2::Block::default());
+        let r = argon
+            .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..])
+            .is_ok();
+        // Leave no password-derived state behind in the reused memory.
+        blocks
+            .iter_mut()
+            .for_each(|b| *b = argon2::Block::default());
+        r
+    });
+    Some(ok && bool::from(out.as_slice().ct_eq(expected.as_bytes())))
 }
 
 /// Hashes a new password with argon2id; returns the PHC string to store.

@@ -30,6 +30,8 @@ pub const LEADER_PREFIX: &str = "core/leader/";
 pub const CHALLENGE_PREFIX: &str = "core/raft/challenge/";
 /// How long a bootstrap challenge may be answered.
 pub const CHALLENGE_TTL_SECS: u64 = 300;
+/// Most bootstrap challenges pending at once.
+pub const MAX_PENDING_CHALLENGES: usize = 64;
 /// AAD of the identity encrypted for a joining node.
 pub(crate) const JOIN_IDENTITY_AAD: &str = "kura-raft-join-identity";
 
@@ -91,6 +93,10 @@ pub struct RaftPeer {
     pub node_id: String,
     /// Its cluster address (`host:port`).
     pub address: String,
+    /// Its advertised API address.
+    pub api_address: String,
+    /// Its advertised cluster address (`https://host:port`).
+    pub cluster_address: String,
     /// Whether it leads.
     pub leader: bool,
     /// Whether it votes.
@@ -150,6 +156,9 @@ pub trait ClusterPlane: Send + Sync + 'static {
     ) -> std::result::Result<(), ClusterPlaneError>;
     /// This node's raft name.
     fn node_id(&self) -> String;
+    /// Makes this node a one-voter raft cluster if it is not part of one yet, and waits until
+    /// it leads (called by `sys/init`).
+    async fn bootstrap(&self) -> std::result::Result<(), ClusterPlaneError>;
     /// Fetches a bootstrap challenge from the API at `leader_api_addr`.
     async fn fetch_challenge(
         &self,
@@ -455,6 +464,20 @@ impl Core {
         Ok(())
     }
 
+    /// Before `sys/init` on clustered storage: form a one-node cluster unless this node is
+    /// joining one.
+    pub(crate) async fn bootstrap_cluster(&self) -> Result<()> {
+        let Some(plane) = self.cluster_plane() else {
+            return Ok(());
+        };
+        if self.join_pending().await {
+            return Err(LogicalError::bad(
+                "this node is joining a raft cluster: unseal it with the cluster's keys instead",
+            ));
+        }
+        plane.bootstrap().await.map_err(plane_err)
+    }
+
     /// `sys/storage/raft/bootstrap/challenge` on the active node.
     pub(crate) async fn bootstrap_challenge(&self, server_id: &str) -> Result<BootstrapChallenge> {
         self.require_plane()?;
@@ -462,12 +485,28 @@ impl Core {
         valid_server_id(server_id)?;
         let path = format!("{CHALLENGE_PREFIX}{server_id}");
         let view = BarrierView::new(self.barrier.clone(), "");
+        // The endpoint needs no token: bound what it can leave behind.
+        let now = crate::util::unix_now().max(0) as u64;
+        let mut pending = 0;
+        for id in view.list(CHALLENGE_PREFIX).await? {
+            let key = format!("{CHALLENGE_PREFIX}{id}");
+            match view.get_json::<StoredChallenge>(&key).await? {
+                Some(c) if now.saturating_sub(c.created) <= CHALLENGE_TTL_SECS => pending += 1,
+                _ => view.delete(&key).await?,
+            }
+        }
+        if pending >= MAX_PENDING_CHALLENGES && view.get(&path).await?.is_none() {
+            return Err(LogicalError::Coded {
+                status: 429,
+                message: "too many pending raft bootstrap challenges; try again later".into(),
+            });
+        }
         let secret = crate::util::random_bytes(32);
         view.put_json(
             &path,
             &StoredChallenge {
                 secret: B64.encode(&secret),
-                created: crate::util::unix_now().max(0) as u64,
+                created: now,
             },
         )
         .await?;

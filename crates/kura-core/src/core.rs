@@ -288,6 +288,7 @@ impl Core {
         if self.is_initialized().await? {
             return Err(LogicalError::bad("Vault is already initialized"));
         }
+        self.bootstrap_cluster().await?;
         if shares == 0 {
             return Err(LogicalError::bad(
                 "number of key shares must be at least one",
@@ -424,6 +425,9 @@ impl Core {
             self.barrier.seal();
             return Err(e);
         }
+        // Outside the state lock: the HA task takes it to activate.
+        drop(_guard);
+        self.settle_ha().await;
         Ok(true)
     }
 

@@ -44,8 +44,7 @@ pub(crate) struct HaTask {
 }
 
 impl Core {
-    /// Goes standby, starts the HA task and waits (bounded) until the node is active or knows
-    /// the active node.
+    /// Goes standby and starts the HA task.
     pub(crate) async fn start_ha(&self, lock: Arc<dyn HaLock>) -> Result<()> {
         // A standby needs the cluster identity to take part in raft and to forward.
         self.install_stored_identity().await?;
@@ -63,17 +62,25 @@ impl Core {
             let _ = old.stop.send(true);
             old.handle.abort();
         }
+        Ok(())
+    }
+
+    /// After an unseal with an HA lock: waits (bounded) until the node is active or knows the
+    /// active node, so that a node reporting itself unsealed can route every request.
+    pub(crate) async fn settle_ha(&self) {
+        if self.ha_task.lock().expect("ha task lock").is_none() {
+            return;
+        }
         let deadline = tokio::time::Instant::now() + SETTLE_TIMEOUT;
         while tokio::time::Instant::now() < deadline {
             if self.current_state() == HaState::Active
                 || self.leader_advertisement().await.is_some()
             {
-                return Ok(());
+                return;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::warn!("unsealed as a standby, but no active node is known yet");
-        Ok(())
     }
 
     /// Stops the HA task (before sealing).
@@ -235,5 +242,171 @@ async fn ha_loop(
         let _state = c.state_lock.lock().await;
         tracing::warn!("leadership lost: this node is now a standby");
         c.deactivate().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    use async_trait::async_trait;
+    use kura_storage::{Backend, InmemBackend, LockGuard, TxnOp};
+
+    use super::*;
+    use crate::CoreConfig;
+
+    /// An HA lock whose leadership the test hands out and takes away.
+    struct TestLock {
+        leader: watch::Sender<bool>,
+        held: Mutex<Option<(Vec<u8>, watch::Sender<bool>)>>,
+    }
+
+    #[async_trait]
+    impl HaLock for TestLock {
+        async fn acquire(&self, value: Vec<u8>) -> kura_storage::Result<LockGuard> {
+            let mut rx = self.leader.subscribe();
+            while !*rx.borrow_and_update() {
+                rx.changed().await.expect("leader channel");
+            }
+            let (lost, lost_rx) = watch::channel(false);
+            *self.held.lock().unwrap() = Some((value, lost));
+            Ok(LockGuard { lost: lost_rx })
+        }
+        async fn release(&self) -> kura_storage::Result<()> {
+            if let Some((_, lost)) = self.held.lock().unwrap().take() {
+                lost.send_replace(true);
+            }
+            Ok(())
+        }
+        async fn holder(&self) -> kura_storage::Result<Option<Vec<u8>>> {
+            Ok(self.held.lock().unwrap().as_ref().map(|(v, _)| v.clone()))
+        }
+    }
+
+    impl TestLock {
+        /// Takes leadership away, as raft does when another node is elected.
+        fn lose(&self) {
+            self.leader.send_replace(false);
+            if let Some((_, lost)) = self.held.lock().unwrap().take() {
+                lost.send_replace(true);
+            }
+        }
+    }
+
+    struct HaBackend {
+        inner: InmemBackend,
+        lock: Arc<TestLock>,
+    }
+
+    #[async_trait]
+    impl Backend for HaBackend {
+        async fn get(&self, key: &str) -> kura_storage::Result<Option<Vec<u8>>> {
+            self.inner.get(key).await
+        }
+        async fn put(&self, key: &str, value: Vec<u8>) -> kura_storage::Result<()> {
+            self.inner.put(key, value).await
+        }
+        async fn delete(&self, key: &str) -> kura_storage::Result<()> {
+            self.inner.delete(key).await
+        }
+        async fn list(&self, prefix: &str) -> kura_storage::Result<Vec<String>> {
+            self.inner.list(prefix).await
+        }
+        async fn transaction(&self, ops: Vec<TxnOp>) -> kura_storage::Result<()> {
+            self.inner.transaction(ops).await
+        }
+        fn name(&self) -> &'static str {
+            "test-ha"
+        }
+        fn ha_lock(&self) -> Option<Arc<dyn HaLock>> {
+            Some(self.lock.clone())
+        }
+    }
+
+    async fn wait_state(core: &Core, want: HaState) {
+        let mut rx = core.ha_state();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while *rx.borrow_and_update() != want {
+                rx.changed().await.unwrap();
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("state did not become {want:?}"));
+    }
+
+    #[tokio::test]
+    async fn leadership_changes_move_the_node_between_standby_and_active() {
+        let (leader, _) = watch::channel(false);
+        let lock = Arc::new(TestLock {
+            leader,
+            held: Mutex::new(None),
+        });
+        let physical = Arc::new(HaBackend {
+            inner: InmemBackend::new(),
+            lock: lock.clone(),
+        });
+        let config = CoreConfig {
+            api_addr: Some("http://127.0.0.1:8200".into()),
+            ..CoreConfig::default()
+        };
+        let core = Core::new(config, physical, BTreeMap::new());
+        let init = core.initialize(1, 1).await.unwrap();
+
+        // Not the lock holder: unsealed, standby; no runtime, requests refused.
+        let unseal = {
+            let core = core.clone();
+            let keys = init.keys.clone();
+            tokio::spawn(async move { core.unseal_with_keys(&keys).await })
+        };
+        wait_state(&core, HaState::Standby).await;
+        assert!(!core.is_sealed());
+        assert!(core.runtime().is_none());
+
+        // Leadership arrives: active, advertised at core/leader/<uuid>.
+        lock.leader.send_replace(true);
+        wait_state(&core, HaState::Active).await;
+        unseal.await.unwrap().unwrap();
+        assert!(core.runtime().is_some());
+        let view = BarrierView::new(core.barrier.clone(), "");
+        let ad: LeaderAdvertisement = view
+            .get_json(&format!("{LEADER_PREFIX}{}", core.node_uuid))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ad.api_addr, "http://127.0.0.1:8200");
+        assert!(core.active_time().is_some());
+        // This node leads, so it knows no other active node.
+        assert!(core.leader_advertisement().await.is_none());
+
+        // Leadership lost: back to standby, runtime dropped, still unsealed.
+        lock.lose();
+        wait_state(&core, HaState::Standby).await;
+        assert!(core.runtime().is_none());
+        assert!(!core.is_sealed());
+
+        // Another node (another UUID) takes the lock and advertises itself: the standby finds it.
+        let other = LeaderAdvertisement {
+            api_addr: "http://10.0.0.2:8200".into(),
+            cluster_addr: "https://10.0.0.2:8201".into(),
+            active_time: String::new(),
+        };
+        view.put_json(&format!("{LEADER_PREFIX}other"), &other)
+            .await
+            .unwrap();
+        let (lost, _) = watch::channel(false);
+        *lock.held.lock().unwrap() = Some((b"other".to_vec(), lost));
+        assert_eq!(core.leader_advertisement().await, Some(other));
+        lock.held.lock().unwrap().take();
+
+        // Regained: active again.
+        lock.leader.send_replace(true);
+        wait_state(&core, HaState::Active).await;
+        assert!(core.runtime().is_some());
+
+        // Sealing stops the HA task.
+        core.seal().await.unwrap();
+        assert_eq!(core.current_state(), HaState::Sealed);
+        assert!(core.ha_task.lock().unwrap().is_none());
     }
 }

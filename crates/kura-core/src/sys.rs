@@ -55,6 +55,7 @@ enum S {
     Rewrap,
     RaftConfiguration,
     RaftRemovePeer,
+    HaStatus,
 }
 
 use FieldType as T;
@@ -124,6 +125,10 @@ fn table() -> PathTable<S> {
                 "The raft servers of the cluster",
             ),
             S::RaftConfiguration,
+        ),
+        (
+            PathSpec::new("ha-status", &[O::Read], "The nodes of the HA cluster"),
+            S::HaStatus,
         ),
         (
             PathSpec::new(
@@ -814,6 +819,34 @@ impl Core {
                 Ok(Some(Response::from_json(
                     json!({ "config": { "index": self.applied_index(), "servers": servers } }),
                 )))
+            }
+            S::HaStatus => {
+                let nodes: Vec<Value> = match self.cluster_plane() {
+                    Some(plane) => plane
+                        .peers()
+                        .into_iter()
+                        .map(|p| {
+                            json!({
+                                "hostname": p.node_id,
+                                "api_address": p.api_address,
+                                "cluster_address": p.cluster_address,
+                                "active_node": p.leader,
+                                // Standbys do not send heartbeats to the active node yet.
+                                "last_echo": Value::Null,
+                                "version": crate::VERSION,
+                            })
+                        })
+                        .collect(),
+                    None => vec![json!({
+                        "hostname": self.config.cluster_name.clone().unwrap_or_default(),
+                        "api_address": self.config.api_addr.clone().unwrap_or_default(),
+                        "cluster_address": self.config.cluster_addr.clone().unwrap_or_default(),
+                        "active_node": true,
+                        "last_echo": Value::Null,
+                        "version": crate::VERSION,
+                    })],
+                };
+                Ok(Some(legacy(json!({ "nodes": nodes }))))
             }
             S::RaftRemovePeer => {
                 self.raft_remove_peer(&f.string("server_id")?).await?;
