@@ -98,21 +98,44 @@ pub enum TargetError {
     Shape(&'static str),
 }
 
+/// Lowest port of the kernel's ephemeral range (outgoing connections take their local ports
+/// from it), 32768 when unknown.
+fn ephemeral_low() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768)
+}
+
 /// Picks a loopback port `p` such that `p` and `p + 1` are both free (API and cluster ports).
+///
+/// Ports come from below the ephemeral range: a node that is killed and restarted binds the
+/// same ports again, and a port from the ephemeral range may meanwhile have been taken as the
+/// local end of some outgoing connection.
 pub fn free_port_pair() -> std::io::Result<u16> {
-    for _ in 0..100 {
-        let first = TcpListener::bind("127.0.0.1:0")?;
-        let port = first.local_addr()?.port();
-        if port == u16::MAX {
-            continue;
-        }
-        if TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+    let low: u16 = 10_000;
+    let high = ephemeral_low().saturating_sub(2).max(low + 1000);
+    let span = u64::from(high - low);
+    // A cheap per-call seed: clock nanoseconds mixed with the process id.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() as u64);
+    let mut x = nanos ^ (u64::from(std::process::id()) << 20) ^ 0x9e37_79b9_7f4a_7c15;
+    for _ in 0..500 {
+        // xorshift64
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = low + (x % span) as u16;
+        let first = TcpListener::bind(("127.0.0.1", port));
+        let second = TcpListener::bind(("127.0.0.1", port + 1));
+        if first.is_ok() && second.is_ok() {
             return Ok(port);
         }
     }
     Err(std::io::Error::new(
         std::io::ErrorKind::AddrInUse,
-        "no free port pair on 127.0.0.1",
+        "no free port pair on 127.0.0.1 below the ephemeral range",
     ))
 }
 
@@ -655,8 +678,9 @@ mod tests {
     }
 
     #[test]
-    fn port_pair_is_free() {
+    fn port_pair_is_free_and_below_the_ephemeral_range() {
         let p = free_port_pair().unwrap();
+        assert!(p >= 10_000 && p + 1 < ephemeral_low());
         TcpListener::bind(("127.0.0.1", p)).unwrap();
         TcpListener::bind(("127.0.0.1", p + 1)).unwrap();
     }
