@@ -25,24 +25,8 @@ pub(crate) struct FormatOptions {
 /// `time` in Go's RFC 3339 "nano" layout: UTC, fractional seconds with trailing zeros
 /// trimmed (none when zero), `Z`.
 pub(crate) fn rfc3339_nano(t: OffsetDateTime) -> String {
-    let t = t.to_offset(time::UtcOffset::UTC);
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let nanos = t.nanosecond();
-    if nanos != 0 {
-        let frac = format!("{nanos:09}");
-        out.push('.');
-        out.push_str(frac.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    let nanos = i64::try_from(t.unix_timestamp_nanos()).unwrap_or(i64::MAX);
+    kura_logical::helpers::rfc3339_nanos(nanos)
 }
 
 /// A Unix time in seconds as RFC 3339 (`2026-11-21T23:57:19Z`), the layout of

@@ -4,9 +4,8 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use kura_logical::{FieldData, LogicalError, Map, Operation, PathSpec, Response};
+use kura_logical::{FieldData, LogicalError, Map, PathSpec, Response};
 use serde_json::Value;
 
 /// OpenBao's `GenericNameRegex` body (ASCII word characters, `-` and `.` inside, a word
@@ -22,13 +21,7 @@ macro_rules! name_re {
 }
 pub(crate) use name_re;
 
-/// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+pub(crate) use kura_logical::helpers::{list_response, now_nanos, warn_unknown};
 
 /// Formats Unix nanoseconds as Go's `time.RFC3339Nano` in UTC; `0` is Go's zero time
 /// (`0001-01-01T00:00:00Z`), which is how OpenBao shows "never".
@@ -36,26 +29,7 @@ pub(crate) fn format_time(nanos: i64) -> String {
     if nanos == 0 {
         return "0001-01-01T00:00:00Z".to_string();
     }
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)) else {
-        return String::new();
-    };
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let frac = t.nanosecond();
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
+    kura_logical::helpers::rfc3339_nanos(nanos)
 }
 
 /// Formats whole seconds as Go's `time.Duration.String()` (`1h0m0s`).
@@ -91,44 +65,6 @@ pub(crate) fn page(keys: Vec<String>, fields: &FieldData) -> kura_logical::Resul
         Ok(n) if n > 0 => iter.take(n).collect(),
         _ => iter.collect(),
     })
-}
-
-/// `{"keys": [...]}`, or `None` (404) when there are no keys, as OpenBao answers a list.
-pub(crate) fn list_response(keys: Vec<String>) -> Option<Response> {
-    if keys.is_empty() {
-        return None;
-    }
-    let mut data = Map::new();
-    data.insert(
-        "keys".into(),
-        Value::Array(keys.into_iter().map(Value::String).collect()),
-    );
-    Some(Response::with_data(data))
-}
-
-/// Adds OpenBao's warning about request fields the path does not declare to a response that
-/// carries something (a 204 carries nothing, as in OpenBao).
-pub(crate) fn warn_unknown(
-    resp: Option<Response>,
-    fields: &FieldData,
-    op: Operation,
-) -> Option<Response> {
-    let mut resp = resp?;
-    if resp.status.is_some() {
-        return Some(resp);
-    }
-    let mut unknown = fields.unknown_fields();
-    if op == Operation::List {
-        unknown.retain(|k| k != "list");
-    }
-    if !unknown.is_empty() {
-        unknown.sort();
-        resp.warnings.push(format!(
-            "Endpoint ignored these unrecognized parameters: [{}]",
-            unknown.join(" ")
-        ));
-    }
-    Some(resp)
 }
 
 /// The answer to a `help` request for a path.

@@ -9,6 +9,7 @@
 mod backend;
 mod error;
 mod fields;
+pub mod helpers;
 mod path;
 mod request;
 mod response;

@@ -2,46 +2,14 @@
 //! "unrecognized parameters" warning, JSON merge patch, list paging and OpenBao's weak input
 //! coercions that `kura_logical::FieldType` does not cover.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use kura_logical::{
-    FieldData, FieldSpec, FieldType, LogicalError, Map, Operation, Response, Result,
-};
+use kura_logical::{FieldData, FieldSpec, FieldType, LogicalError, Map, Result};
 use serde_json::Value;
 
-/// Nanoseconds since the Unix epoch, now.
-pub(crate) fn now_nanos() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
-
-/// Formats a Unix timestamp in nanoseconds as Go's `time.RFC3339Nano` in UTC:
-/// `2018-03-22T02:24:06.945319214Z`, trailing zeros of the fraction dropped, no fraction at all
-/// on a whole second.
-pub(crate) fn format_time(nanos: i64) -> String {
-    let Ok(t) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos)) else {
-        return String::new();
-    };
-    let mut out = format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
-    );
-    let frac = t.nanosecond();
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
+pub(crate) use kura_logical::helpers::{
+    list_response, now_nanos, rfc3339_nanos as format_time, warn_unknown,
+};
 
 /// Formats a whole number of seconds, possibly negative, as Go's `time.Duration.String()`.
 pub(crate) fn format_secs(secs: i64) -> String {
@@ -223,46 +191,6 @@ pub(crate) fn list_prefix(path: &str) -> String {
     } else {
         format!("{path}/")
     }
-}
-
-/// `{"keys": [...]}`, or `None` (404) when there are no keys, as OpenBao answers a list.
-pub(crate) fn list_response(keys: Vec<String>) -> Option<Response> {
-    if keys.is_empty() {
-        return None;
-    }
-    let mut data = Map::new();
-    data.insert(
-        "keys".into(),
-        Value::Array(keys.into_iter().map(Value::String).collect()),
-    );
-    Some(Response::with_data(data))
-}
-
-/// Adds OpenBao's warning about request fields the path does not declare, when there is a
-/// response to carry it (a 204 carries nothing, as in OpenBao).
-pub(crate) fn warn_unknown(
-    resp: Option<Response>,
-    fields: &FieldData,
-    op: Operation,
-) -> Option<Response> {
-    let mut resp = resp?;
-    if resp.status.is_some() {
-        // OpenBao renders a response with an explicit status before the framework adds this
-        // warning, so it never shows there.
-        return Some(resp);
-    }
-    let mut unknown = fields.unknown_fields();
-    if op == Operation::List {
-        unknown.retain(|k| k != "list");
-    }
-    if !unknown.is_empty() {
-        unknown.sort();
-        resp.warnings.push(format!(
-            "Endpoint ignored these unrecognized parameters: [{}]",
-            unknown.join(" ")
-        ));
-    }
-    Some(resp)
 }
 
 /// Rejects writes to an empty path or a path ending in `/` with OpenBao's messages.
