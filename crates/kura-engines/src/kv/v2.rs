@@ -234,6 +234,53 @@ pub struct KvV2Backend {
     config_write: tokio::sync::Mutex<()>,
     locks: Vec<tokio::sync::Mutex<()>>,
     clock: Clock,
+    records: std::sync::Mutex<RecordCache>,
+}
+
+/// Byte bound of the parsed-record cache of one mount.
+const RECORD_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Parsed records of recently read secrets, so a warm read neither decrypts nor parses.
+/// Bounded by the stored size of the records it holds; dropped entry by entry on every write
+/// and on invalidation. A read that raced a write does not cache what it read (`generation`).
+struct RecordCache {
+    lru: lru::LruCache<String, (Arc<KeyRecord>, usize)>,
+    bytes: usize,
+    generation: u64,
+}
+
+impl RecordCache {
+    fn new() -> Self {
+        RecordCache {
+            lru: lru::LruCache::unbounded(),
+            bytes: 0,
+            generation: 0,
+        }
+    }
+
+    fn forget(&mut self, path: &str) {
+        self.generation += 1;
+        if let Some((_, size)) = self.lru.pop(path) {
+            self.bytes -= size;
+        }
+    }
+
+    fn insert(&mut self, generation: u64, path: &str, rec: Arc<KeyRecord>, size: usize) {
+        let size = size + path.len() + 128;
+        if generation != self.generation || size > RECORD_CACHE_BYTES / 16 {
+            return;
+        }
+        if let Some((_, old)) = self.lru.put(path.to_string(), (rec, size)) {
+            self.bytes -= old;
+        }
+        self.bytes += size;
+        while self.bytes > RECORD_CACHE_BYTES {
+            match self.lru.pop_lru() {
+                Some((_, (_, s))) => self.bytes -= s,
+                None => break,
+            }
+        }
+    }
 }
 
 fn meta_key(path: &str) -> String {
@@ -668,7 +715,46 @@ impl KvV2Backend {
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
             clock: Arc::new(util::now_nanos),
+            records: std::sync::Mutex::new(RecordCache::new()),
         }
+    }
+
+    fn records(&self) -> std::sync::MutexGuard<'_, RecordCache> {
+        self.records.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops cached records touched by storage operations (before and after a write).
+    fn forget_written(&self, keys: &[&str]) {
+        let mut cache = self.records();
+        for key in keys {
+            if let Some(path) = key.strip_prefix("metadata/") {
+                cache.forget(path);
+            }
+        }
+    }
+
+    /// The record of a secret, shared: from the cache, or read, parsed and cached.
+    async fn load_shared(&self, path: &str) -> Result<Option<Arc<KeyRecord>>> {
+        if path.is_empty() {
+            return Ok(None);
+        }
+        let generation = {
+            let mut cache = self.records();
+            if let Some((rec, _)) = cache.lru.get(path) {
+                return Ok(Some(rec.clone()));
+            }
+            cache.generation
+        };
+        let Some(raw) = self.storage.get(&meta_key(path)).await? else {
+            return Ok(None);
+        };
+        let rec: Arc<KeyRecord> = Arc::new(
+            serde_json::from_slice(&raw)
+                .map_err(|e| LogicalError::Internal(format!("decoding {path}: {e}")))?,
+        );
+        self.records()
+            .insert(generation, path, rec.clone(), raw.len());
+        Ok(Some(rec))
     }
 
     /// Replaces the clock (tests of time-dependent behaviour).
@@ -720,23 +806,31 @@ impl KvV2Backend {
     /// Reads the record of a secret (`None` for the empty path, as OpenBao finds nothing
     /// there).
     async fn load(&self, path: &str) -> Result<Option<KeyRecord>> {
-        if path.is_empty() {
-            return Ok(None);
-        }
-        self.storage.get_json(&meta_key(path)).await
+        Ok(self.load_shared(path).await?.map(|r| KeyRecord::clone(&r)))
     }
 
     async fn store(&self, path: &str, rec: &KeyRecord) -> Result<()> {
-        self.storage.put(&meta_key(path), encode(rec)?).await
+        let key = meta_key(path);
+        self.forget_written(&[&key]);
+        let result = self.storage.put(&key, encode(rec)?).await;
+        self.forget_written(&[&key]);
+        result
     }
 
     async fn apply(&self, ops: Vec<TxnOp>) -> Result<()> {
-        if ops.len() == 1 {
-            if let Some(TxnOp::Put { key, value }) = ops.first() {
-                return self.storage.put(key, value.clone()).await;
+        let keys: Vec<String> = ops.iter().map(|o| o.key().to_string()).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        self.forget_written(&keys);
+        let result = if ops.len() == 1 && matches!(ops.first(), Some(TxnOp::Put { .. })) {
+            match ops.into_iter().next() {
+                Some(TxnOp::Put { key, value }) => self.storage.put(&key, value).await,
+                _ => unreachable!("checked to be a single put"),
             }
-        }
-        self.storage.transaction(ops).await
+        } else {
+            self.storage.transaction(ops).await
+        };
+        self.forget_written(&keys);
+        result
     }
 
     /// The data of `version`: inline for the current version, else at its version key.
@@ -850,9 +944,10 @@ impl KvV2Backend {
     async fn data_read(&self, f: &FieldData) -> Result<Option<Response>> {
         let path = f.string("path")?;
         let requested = f.int("version")?;
-        let Some(mut rec) = self.load(&path).await? else {
+        let Some(shared) = self.load_shared(&path).await? else {
             return Ok(None);
         };
+        let rec = &shared;
         let version = if requested > 0 {
             requested.unsigned_abs()
         } else {
@@ -868,7 +963,14 @@ impl KvV2Backend {
             out.insert("metadata".into(), metadata);
             return Ok(Some(not_found_with(out)));
         }
-        let data = self.version_data(&path, &mut rec, version).await?;
+        // The current version is inline in the shared record: copy just its data.
+        let data = match (version == rec.current_version, &rec.data) {
+            (true, Some(d)) => d.clone(),
+            _ => {
+                let mut owned = KeyRecord::clone(rec);
+                self.version_data(&path, &mut owned, version).await?
+            }
+        };
         out.insert("data".into(), data);
         out.insert("metadata".into(), metadata);
         Ok(Some(Response::with_data(out)))
@@ -1220,7 +1322,7 @@ impl KvV2Backend {
                 });
             }
         }
-        self.storage.transaction(ops).await?;
+        self.apply(ops).await?;
         Ok(None)
     }
 
@@ -1369,6 +1471,7 @@ impl LogicalBackend for KvV2Backend {
         if key == CONFIG_KEY {
             self.set_config_cache(None);
         }
+        self.forget_written(&[key]);
     }
 }
 

@@ -1112,3 +1112,37 @@ async fn help_names_the_path() {
         "Write, Patch, Read, and Delete data in the Key-Value Store."
     );
 }
+
+#[tokio::test]
+async fn warm_reads_come_from_the_record_cache_until_a_write_or_invalidation() {
+    let s = Arc::new(MemoryStorage::new());
+    let active = Fixture::over(s.clone());
+    let standby = Fixture::over(s);
+    active.write("k", json!({"v": 1})).await;
+    assert_eq!(standby.ok(Read, "data/k", json!({})).await["data"]["v"], 1);
+    // Another node writes: the standby's cached record is stale until invalidated.
+    active.write("k", json!({"v": 2})).await;
+    assert_eq!(
+        standby.ok(Read, "data/k", json!({})).await["data"]["v"],
+        1,
+        "cached"
+    );
+    standby.b.invalidate("metadata/k").await;
+    assert_eq!(standby.ok(Read, "data/k", json!({})).await["data"]["v"], 2);
+    // Its own writes are seen at once, as are deletes and metadata changes.
+    standby.write("k", json!({"v": 3})).await;
+    assert_eq!(standby.ok(Read, "data/k", json!({})).await["data"]["v"], 3);
+    standby.none(Delete, "metadata/k", json!({})).await;
+    standby.none(Read, "data/k", json!({})).await;
+    // An older version is read from its version key, not the cached current one.
+    standby.write("k", json!({"v": "a"})).await;
+    standby.write("k", json!({"v": "b"})).await;
+    assert_eq!(
+        standby.ok(Read, "data/k", json!({"version": 1})).await["data"]["v"],
+        "a"
+    );
+    assert_eq!(
+        standby.ok(Read, "data/k", json!({})).await["data"]["v"],
+        "b"
+    );
+}
