@@ -396,7 +396,7 @@ impl<'a> Bao<'a> {
 const COMMAND_WORDS: &[&str] = &[
     "kv", "put", "get", "patch", "list", "delete", "undelete", "rollback", "destroy", "metadata",
     "token", "create", "lookup", "renew", "revoke", "policy", "write", "read", "secrets", "enable",
-    "operator", "init", "unseal", "seal", "status",
+    "operator", "init", "unseal", "seal", "status", "auth",
 ];
 
 /// Insert `-format=json` after the leading sub-command words (flags must precede arguments).
@@ -741,6 +741,71 @@ fn policy_write_read_and_enforce() {
         gone.describe()
     );
     root.run(&["policy", "read", "reader"]).expect_code(2);
+}
+
+#[test]
+fn userpass_and_approle_logins() {
+    let Some((server, bao)) = dev("userpass_and_approle_logins") else {
+        return;
+    };
+    let root = server.client(&bao).with_token(DEV_ROOT_TOKEN);
+
+    // `bao login -method=userpass`.
+    root.ok(&["auth", "enable", "userpass"]);
+    root.ok(&[
+        "write",
+        "auth/userpass/users/alice",
+        "password=s3cret",
+        "token_policies=default",
+    ]);
+    let login = root
+        .ok(&[
+            "login",
+            "-method=userpass",
+            "-no-store",
+            "-format=json",
+            "username=alice",
+            "password=s3cret",
+        ])
+        .json();
+    let token = str_of(&login, "/auth/client_token").to_string();
+    assert_eq!(
+        strings(field(&login, "/auth/policies")),
+        vec!["default".to_string()]
+    );
+    let me = root.with_token(&token).json(&["token", "lookup"]);
+    assert_eq!(str_of(&me, "/data/path"), "auth/userpass/login/alice");
+    let wrong = root.run(&[
+        "login",
+        "-method=userpass",
+        "-no-store",
+        "username=alice",
+        "password=nope",
+    ]);
+    assert_eq!(wrong.code, 2, "{}", wrong.describe());
+
+    // `bao write auth/approle/login`.
+    root.ok(&["auth", "enable", "approle"]);
+    root.ok(&["write", "auth/approle/role/app", "token_policies=default"]);
+    let role_id = root.json(&["read", "auth/approle/role/app/role-id"]);
+    let role_id = str_of(&role_id, "/data/role_id").to_string();
+    let secret = root.json(&["write", "-f", "auth/approle/role/app/secret-id"]);
+    let secret_id = str_of(&secret, "/data/secret_id").to_string();
+    let login = root.json(&[
+        "write",
+        "auth/approle/login",
+        &format!("role_id={role_id}"),
+        &format!("secret_id={secret_id}"),
+    ]);
+    let token = str_of(&login, "/auth/client_token").to_string();
+    root.with_token(&token).json(&["token", "lookup"]);
+    let bad = root.run(&[
+        "write",
+        "auth/approle/login",
+        &format!("role_id={role_id}"),
+        "secret_id=not-the-secret",
+    ]);
+    assert_eq!(bad.code, 2, "{}", bad.describe());
 }
 
 #[test]
