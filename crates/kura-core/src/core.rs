@@ -405,12 +405,7 @@ impl Core {
         let shares = std::mem::take(&mut progress.shares);
         progress.nonce.clear();
         drop(progress);
-        let root_key: Zeroizing<Vec<u8>> = if cfg.secret_threshold == 1 {
-            shares[0].clone()
-        } else {
-            let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
-            Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
-        };
+        let root_key = combine_shares(cfg.secret_threshold, &shares)?;
         if self.join_pending().await {
             self.complete_join(&root_key).await?;
         }
@@ -980,6 +975,24 @@ impl Core {
         ])
         .await
     }
+}
+
+/// Combines unseal-key shares into the key they were split from (with a threshold of one, the
+/// single share is the key itself).
+pub(crate) fn combine_shares(
+    threshold: u8,
+    shares: &[Zeroizing<Vec<u8>>],
+) -> Result<Zeroizing<Vec<u8>>> {
+    if threshold <= 1 {
+        return shares
+            .first()
+            .cloned()
+            .ok_or_else(|| LogicalError::bad("no key shares given"));
+    }
+    let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
+    shamir::combine(&refs)
+        .map(Zeroizing::new)
+        .map_err(|e| LogicalError::bad(e.to_string()))
 }
 
 /// Decodes an unseal key given as hex or base64.

@@ -9,7 +9,7 @@ use kura_logical::{LogicalError, Response, Result};
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use crate::core::{decode_key, Core, SealConfig};
+use crate::core::{combine_shares, decode_key, Core, SealConfig};
 use crate::token::NewToken;
 use crate::util::{new_uuid, random_base62, random_bytes};
 
@@ -68,12 +68,7 @@ impl Core {
         cfg: &SealConfig,
         shares: &[Zeroizing<Vec<u8>>],
     ) -> Result<Zeroizing<Vec<u8>>> {
-        let key = if cfg.secret_threshold <= 1 {
-            shares[0].clone()
-        } else {
-            let refs: Vec<&[u8]> = shares.iter().map(|s| s.as_slice()).collect();
-            Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
-        };
+        let key = combine_shares(cfg.secret_threshold, shares)?;
         self.barrier.unseal(&key).await.map_err(|_| {
             LogicalError::bad("the unseal key shares given do not rebuild the root key")
         })?;
@@ -407,12 +402,7 @@ impl Core {
         }
         let v = st.verification.take().expect("verification present");
         drop(st);
-        let combined = if v.new_threshold <= 1 {
-            v.shares[0].clone()
-        } else {
-            let refs: Vec<&[u8]> = v.shares.iter().map(|s| s.as_slice()).collect();
-            Zeroizing::new(shamir::combine(&refs).map_err(|e| LogicalError::bad(e.to_string()))?)
-        };
+        let combined = combine_shares(v.new_threshold, &v.shares)?;
         use subtle::ConstantTimeEq;
         if combined.len() != v.new_key.len() || !bool::from(combined.ct_eq(&v.new_key)) {
             let nonce = v.nonce.clone();
