@@ -19,7 +19,10 @@ pub const MAX_REQUEST_SIZE_DEFAULT: usize = 32 * 1024 * 1024;
 pub(crate) type HttpResponse = hyper::Response<Full<Bytes>>;
 
 fn json_response(status: u16, body: &Value) -> HttpResponse {
-    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut bytes = Vec::with_capacity(512);
+    if serde_json::to_writer(&mut bytes, body).is_err() {
+        bytes.clear();
+    }
     let mut resp = hyper::Response::new(Full::new(Bytes::from(bytes)));
     *resp.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = resp.headers_mut();
@@ -82,6 +85,29 @@ fn percent_decode(s: &str) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A unique request ID in UUID form without a system call per request: a per-process random
+/// seed, and a counter pushed through a bijective mixer (so IDs never repeat in a process and
+/// do not reveal the request count).
+fn next_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static SEED: OnceLock<(u64, u64)> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let (hi_seed, lo_seed) = *SEED.get_or_init(|| {
+        let b = uuid::Uuid::new_v4().as_u128();
+        ((b >> 64) as u64, b as u64)
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let mix = |mut z: u64| {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let lo = mix(n.wrapping_add(lo_seed));
+    let v = ((hi_seed as u128) << 64) | lo as u128;
+    uuid::Uuid::from_u128(v).hyphenated().to_string()
 }
 
 /// Handles one HTTP request.
@@ -228,7 +254,7 @@ where
             Err(e) => return logical_error(&e),
         },
     };
-    let request_id = uuid::Uuid::new_v4().to_string();
+    let request_id = next_request_id();
     let mut creq = Request::new(operation, path.trim_start_matches('/'));
     creq.id = request_id.clone();
     creq.data = data;
@@ -338,6 +364,16 @@ fn render(request_id: &str, r: Response) -> HttpResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn request_ids_are_unique_uuids() {
+        let ids: std::collections::HashSet<String> =
+            (0..10_000).map(|_| next_request_id()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(ids
+            .iter()
+            .all(|id| id.len() == 36 && id.matches('-').count() == 4));
+    }
 
     #[test]
     fn query_parsing_decodes() {
