@@ -685,6 +685,61 @@ pub enum AuthCmd {
     List(MountListArgs),
 }
 
+/// Mount settings that `enable` and `tune` both accept.
+#[derive(Args, Debug)]
+pub struct MountTunables {
+    /// Visibility in the UI listing endpoint.
+    #[arg(long = "listing-visibility")]
+    listing_visibility: Option<String>,
+    /// Semantic version of the plugin.
+    #[arg(long = "plugin-version")]
+    plugin_version: Option<String>,
+    /// Request keys not HMAC'd by audit devices (repeatable).
+    #[arg(long = "audit-non-hmac-request-keys")]
+    audit_non_hmac_request_keys: Vec<String>,
+    /// Response keys not HMAC'd by audit devices (repeatable).
+    #[arg(long = "audit-non-hmac-response-keys")]
+    audit_non_hmac_response_keys: Vec<String>,
+    /// Request headers passed to the plugin (repeatable).
+    #[arg(long = "passthrough-request-headers")]
+    passthrough_request_headers: Vec<String>,
+    /// Response headers the plugin may set (repeatable).
+    #[arg(long = "allowed-response-headers")]
+    allowed_response_headers: Vec<String>,
+}
+
+impl MountTunables {
+    /// Adds the settings that were given to a mount `config` object.
+    fn insert_into(&self, c: &mut Map<String, Value>) {
+        let lists = [
+            (
+                "audit_non_hmac_request_keys",
+                &self.audit_non_hmac_request_keys,
+            ),
+            (
+                "audit_non_hmac_response_keys",
+                &self.audit_non_hmac_response_keys,
+            ),
+            (
+                "passthrough_request_headers",
+                &self.passthrough_request_headers,
+            ),
+            ("allowed_response_headers", &self.allowed_response_headers),
+        ];
+        for (k, v) in lists {
+            if !v.is_empty() {
+                c.insert(k.into(), json!(split_list(v)));
+            }
+        }
+        if let Some(v) = &self.listing_visibility {
+            c.insert("listing_visibility".into(), json!(v));
+        }
+        if let Some(v) = &self.plugin_version {
+            c.insert("plugin_version".into(), json!(v));
+        }
+    }
+}
+
 /// Arguments of `secrets enable` and `auth enable`.
 #[derive(Args, Debug)]
 pub struct EnableArgs {
@@ -711,27 +766,11 @@ pub struct EnableArgs {
     /// Name of the plugin (with type "plugin").
     #[arg(long = "plugin-name")]
     plugin_name: Option<String>,
-    /// Semantic version of the plugin.
-    #[arg(long = "plugin-version")]
-    plugin_version: Option<String>,
     /// Forced token type of an auth mount.
     #[arg(long = "token-type")]
     token_type: Option<String>,
-    /// Visibility in the UI listing endpoint.
-    #[arg(long = "listing-visibility")]
-    listing_visibility: Option<String>,
-    /// Request keys not HMAC'd by audit devices (repeatable).
-    #[arg(long = "audit-non-hmac-request-keys")]
-    audit_non_hmac_request_keys: Vec<String>,
-    /// Response keys not HMAC'd by audit devices (repeatable).
-    #[arg(long = "audit-non-hmac-response-keys")]
-    audit_non_hmac_response_keys: Vec<String>,
-    /// Request headers passed to the plugin (repeatable).
-    #[arg(long = "passthrough-request-headers")]
-    passthrough_request_headers: Vec<String>,
-    /// Response headers the plugin may set (repeatable).
-    #[arg(long = "allowed-response-headers")]
-    allowed_response_headers: Vec<String>,
+    #[command(flatten)]
+    tunables: MountTunables,
     /// Disable caching.
     #[arg(long = "force-no-cache", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = go_bool)]
     force_no_cache: Option<bool>,
@@ -777,32 +816,7 @@ impl EnableArgs {
                 json!(self.force_no_cache.unwrap_or(false)),
             );
         }
-        let lists = [
-            (
-                "audit_non_hmac_request_keys",
-                &self.audit_non_hmac_request_keys,
-            ),
-            (
-                "audit_non_hmac_response_keys",
-                &self.audit_non_hmac_response_keys,
-            ),
-            (
-                "passthrough_request_headers",
-                &self.passthrough_request_headers,
-            ),
-            ("allowed_response_headers", &self.allowed_response_headers),
-        ];
-        for (k, v) in lists {
-            if !v.is_empty() {
-                c.insert(k.into(), json!(split_list(v)));
-            }
-        }
-        if let Some(v) = &self.listing_visibility {
-            c.insert("listing_visibility".into(), json!(v));
-        }
-        if let Some(v) = &self.plugin_version {
-            c.insert("plugin_version".into(), json!(v));
-        }
+        self.tunables.insert_into(&mut c);
         if auth {
             if let Some(v) = &self.token_type {
                 c.insert("token_type".into(), json!(v));
@@ -855,24 +869,8 @@ pub struct TuneArgs {
     /// Engine version (sets the `version` option).
     #[arg(long)]
     version: Option<i64>,
-    /// Visibility in the UI listing endpoint.
-    #[arg(long = "listing-visibility")]
-    listing_visibility: Option<String>,
-    /// Semantic version of the plugin.
-    #[arg(long = "plugin-version")]
-    plugin_version: Option<String>,
-    /// Request keys not HMAC'd by audit devices (repeatable).
-    #[arg(long = "audit-non-hmac-request-keys")]
-    audit_non_hmac_request_keys: Vec<String>,
-    /// Response keys not HMAC'd by audit devices (repeatable).
-    #[arg(long = "audit-non-hmac-response-keys")]
-    audit_non_hmac_response_keys: Vec<String>,
-    /// Request headers passed to the plugin (repeatable).
-    #[arg(long = "passthrough-request-headers")]
-    passthrough_request_headers: Vec<String>,
-    /// Response headers the plugin may set (repeatable).
-    #[arg(long = "allowed-response-headers")]
-    allowed_response_headers: Vec<String>,
+    #[command(flatten)]
+    tunables: MountTunables,
     /// The PATH of the mount.
     args: Vec<String>,
 }
@@ -955,7 +953,12 @@ async fn enable(ui: &mut Ui, a: EnableArgs, auth: bool) -> i32 {
     if kind == "plugin" {
         thing = format!("{plugin_name} plugin");
     }
-    if let Some(v) = a.plugin_version.as_deref().filter(|v| !v.is_empty()) {
+    if let Some(v) = a
+        .tunables
+        .plugin_version
+        .as_deref()
+        .filter(|v| !v.is_empty())
+    {
         thing.push_str(&format!(" version {v}"));
     }
     if auth {
@@ -1238,32 +1241,7 @@ async fn tune(ui: &mut Ui, a: TuneArgs) -> i32 {
         c.insert("description".into(), json!(d));
     }
     c.insert("max_lease_ttl".into(), json!(ttl(a.max_lease_ttl)));
-    let lists = [
-        (
-            "audit_non_hmac_request_keys",
-            &a.audit_non_hmac_request_keys,
-        ),
-        (
-            "audit_non_hmac_response_keys",
-            &a.audit_non_hmac_response_keys,
-        ),
-        (
-            "passthrough_request_headers",
-            &a.passthrough_request_headers,
-        ),
-        ("allowed_response_headers", &a.allowed_response_headers),
-    ];
-    for (k, v) in lists {
-        if !v.is_empty() {
-            c.insert(k.into(), json!(split_list(v)));
-        }
-    }
-    if let Some(v) = &a.listing_visibility {
-        c.insert("listing_visibility".into(), json!(v));
-    }
-    if let Some(v) = &a.plugin_version {
-        c.insert("plugin_version".into(), json!(v));
-    }
+    a.tunables.insert_into(&mut c);
     match client.tune_mount(&path, Value::Object(c)).await {
         Ok(()) => {
             ui.output(&format!("Success! Tuned the secrets engine at: {path}"));
