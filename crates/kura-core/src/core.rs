@@ -576,10 +576,12 @@ impl Core {
                 })?
             }
         };
+        let special = backend.special_paths();
         Ok(Arc::new(Mounted {
             entry,
             backend,
             view,
+            special,
         }))
     }
 
@@ -664,10 +666,10 @@ impl Core {
             }
         }
 
-        let special = mounted
-            .as_ref()
-            .map(|m| m.backend.special_paths())
-            .unwrap_or_else(crate::sys::special_paths);
+        let special = match &mounted {
+            Some(m) => &m.special,
+            None => crate::sys::special_paths(),
+        };
         let unauthenticated = matches_any(&special.unauthenticated, &req.relative_path);
 
         // Token and ACL.

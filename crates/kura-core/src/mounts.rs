@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use kura_logical::{LogicalBackend, MountInfo, SystemView};
+use kura_logical::{LogicalBackend, MountInfo, SpecialPaths, SystemView};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -230,6 +230,8 @@ pub struct Mounted {
     pub backend: Arc<dyn LogicalBackend>,
     /// Live settings.
     pub view: Arc<MountView>,
+    /// The backend's special paths, asked once when the mount starts.
+    pub special: SpecialPaths,
 }
 
 /// Both mount tables, with running backends, ordered for longest-prefix routing.

@@ -401,9 +401,10 @@ fn sys_table() -> &'static PathTable<S> {
     TABLE.get_or_init(table)
 }
 
-/// Special paths of `sys/` (relative): sudo-only paths.
-pub(crate) fn special_paths() -> SpecialPaths {
-    SpecialPaths {
+/// Special paths of `sys/` (relative): sudo-only paths. Built once.
+pub(crate) fn special_paths() -> &'static SpecialPaths {
+    static SPECIAL: std::sync::OnceLock<SpecialPaths> = std::sync::OnceLock::new();
+    SPECIAL.get_or_init(|| SpecialPaths {
         unauthenticated: vec!["wrapping/lookup".to_string()],
         root: [
             "auth/*",
@@ -428,7 +429,7 @@ pub(crate) fn special_paths() -> SpecialPaths {
         .iter()
         .map(|s| s.to_string())
         .collect(),
-    }
+    })
 }
 
 /// A raw JSON answer without the envelope.
@@ -1531,6 +1532,7 @@ async fn tune_write(
             entry: entry.clone(),
             backend: m.backend.clone(),
             view: m.view.clone(),
+            special: m.special.clone(),
         })
     };
     let all: Vec<Arc<Mounted>> = router
