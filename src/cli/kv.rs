@@ -364,6 +364,33 @@ async fn resolve(ui: &mut Ui, common: &KvCommon, arg: &str, sanitize: bool) -> O
     })
 }
 
+/// Reads a version for `kv rollback` and its metadata, reporting what is missing as bao does.
+async fn rollback_pre_read(
+    ui: &mut Ui,
+    client: &Client,
+    full: &str,
+    version: Option<i64>,
+) -> Option<(Secret, Map<String, Value>)> {
+    let secret = match kv_read(client, full, version).await {
+        Ok(Some(s)) if s.data.is_some() => s,
+        Ok(_) => {
+            ui.error(&format!("No value found at {full}"));
+            return None;
+        }
+        Err(e) => {
+            ui.error(&format!("Error doing pre-read at {full}: {e}"));
+            return None;
+        }
+    };
+    let Some(Value::Object(meta)) = secret.get("metadata").cloned() else {
+        ui.error(&format!(
+            "No metadata found at {full}; rollback only works on existing data"
+        ));
+        return None;
+    };
+    Some((secret, meta))
+}
+
 /// `kvReadRequest`: a GET with the logical 404 semantics.
 async fn kv_read(
     client: &Client,
@@ -778,39 +805,11 @@ async fn rollback(ui: &mut Ui, a: KvRollbackArgs) -> i32 {
         return 2;
     }
     let full = t.full_path("data");
-    let current = match kv_read(&t.client, &full, None).await {
-        Ok(Some(s)) if s.data.is_some() => s,
-        Ok(_) => {
-            ui.error(&format!("No value found at {full}"));
-            return 2;
-        }
-        Err(e) => {
-            ui.error(&format!("Error doing pre-read at {full}: {e}"));
-            return 2;
-        }
-    };
-    let Some(Value::Object(meta)) = current.get("metadata").cloned() else {
-        ui.error(&format!(
-            "No metadata found at {full}; rollback only works on existing data"
-        ));
+    let Some((_, meta)) = rollback_pre_read(ui, &t.client, &full, None).await else {
         return 2;
     };
     let cas = meta.get("version").cloned().unwrap_or(Value::Null);
-    let old = match kv_read(&t.client, &full, Some(version)).await {
-        Ok(Some(s)) if s.data.is_some() => s,
-        Ok(_) => {
-            ui.error(&format!("No value found at {full}"));
-            return 2;
-        }
-        Err(e) => {
-            ui.error(&format!("Error doing pre-read at {full}: {e}"));
-            return 2;
-        }
-    };
-    let Some(Value::Object(old_meta)) = old.get("metadata").cloned() else {
-        ui.error(&format!(
-            "No metadata found at {full}; rollback only works on existing data"
-        ));
+    let Some((old, old_meta)) = rollback_pre_read(ui, &t.client, &full, Some(version)).await else {
         return 2;
     };
     if old_meta
