@@ -1,0 +1,620 @@
+//! PostgreSQL storage for Kura (`storage "postgresql"`), with an HA lock and fencing.
+//!
+//! # Schema
+//!
+//! OpenBao's, unchanged, so that a Kura node and data written by `bao` are interchangeable at
+//! the storage level (created when absent unless `skip_create_table = "true"`):
+//!
+//! ```sql
+//! CREATE TABLE IF NOT EXISTS openbao_kv_store (
+//!   parent_path TEXT COLLATE "C" NOT NULL,
+//!   path        TEXT COLLATE "C",
+//!   key         TEXT COLLATE "C",
+//!   value       BYTEA,
+//!   CONSTRAINT pkey PRIMARY KEY (path, key));
+//! CREATE INDEX IF NOT EXISTS parent_path_idx ON openbao_kv_store (parent_path);
+//! CREATE TABLE IF NOT EXISTS openbao_ha_locks (
+//!   ha_key      TEXT COLLATE "C" NOT NULL,
+//!   ha_identity TEXT COLLATE "C" NOT NULL,
+//!   ha_value    TEXT COLLATE "C",
+//!   valid_until TIMESTAMP WITH TIME ZONE NOT NULL,
+//!   CONSTRAINT ha_key PRIMARY KEY (ha_key));
+//! ```
+//!
+//! A key `a/b/c` is stored as `parent_path = "/a/"`, `path = "/a/b/"`, `key = "c"` (a top-level
+//! key `c` as `("", "/", "c")`), and `list("a/")` is OpenBao's query: the keys whose `path` is
+//! `/a/`, plus the first segment of every `path` below it, found through `parent_path`.
+//! `transaction()` is one PostgreSQL transaction. Connections come from a small pool bounded by
+//! `max_parallel` (default 128), keeping at most `max_idle_connections` idle (default 16; Go's
+//! `database/sql` default of 2 would reopen connections under load); every statement is
+//! prepared once per connection.
+//!
+//! TLS to the database follows the URL's `sslmode` as libpq does (rustls with the aws-lc-rs
+//! provider; no OpenSSL): `disable`; `allow`/`prefer` (the default: TLS when the server offers
+//! it, certificate not verified); `require` (TLS, certificate not verified unless `sslrootcert`
+//! is given, then as `verify-ca`); `verify-ca` (chain checked against `sslrootcert`);
+//! `verify-full` (chain and host name). `sslcert`/`sslkey` present a client certificate.
+//!
+//! # HA lock
+//!
+//! One row of `openbao_ha_locks` (`ha_key = "core/lock"`), timed only by the database's clock
+//! (`now()`), so the nodes' clocks play no part:
+//!
+//! - **acquire**: every [`LockTiming::retry_interval`] (250 ms) a standby runs OpenBao's upsert
+//!   with a fresh random `ha_identity`: insert the row, or take it over if `valid_until < now()`.
+//!   One row affected means this node holds the lock until `now() + ttl` (ttl 1.5 s).
+//! - **renew**: every [`LockTiming::renew_interval`] (300 ms) the holder extends
+//!   `valid_until = now() + ttl`, but only while the row still carries its identity and has not
+//!   expired (unlike OpenBao, a holder never silently re-takes a lock that expired: someone else
+//!   may have been active in between). No row updated → the lock is lost at once. A failed or
+//!   timed-out renewal is retried until the local deadline (the send time of the last successful
+//!   renewal + ttl, measured on the monotonic clock, so never later than the database's
+//!   `valid_until`) passes; then the lock is lost. Loss flips the guard's `lost` channel.
+//! - **release** (seal, shutdown, failed activation): the row is deleted, so a standby takes over
+//!   within one retry interval.
+//!
+//! Failover after `kill -9` of the active node: the lock expires at most `ttl` after its last
+//! renewal, and a standby notices within one retry interval: at most 1.5 s + 0.25 s (+ the new
+//! active node's activation), about 1 s on average. A renewal must fail for longer than
+//! `ttl - renew_interval` = 1.2 s (four renewals in a row) before a healthy active node steps down.
+//!
+//! # Fencing
+//!
+//! Timing alone cannot stop a node that was paused (SIGSTOP, a VM freeze, a long GC-like stall)
+//! or partitioned from writing after its lock expired and another node took over. So once a
+//! node has started to compete for the lock, **every write transaction** (`put`, `delete`,
+//! `transaction`) starts with
+//!
+//! ```sql
+//! SELECT 1 FROM openbao_ha_locks
+//!  WHERE ha_key = 'core/lock' AND ha_identity = $me AND valid_until > clock_timestamp()
+//!  FOR SHARE
+//! ```
+//!
+//! in the same transaction as its writes, and rolls back with [`StorageError::NotLeader`] when
+//! no row comes back. Why this is safe:
+//!
+//! - Another node can only take the lock by updating that row, which needs a row lock that
+//!   conflicts with `FOR SHARE`. So while a write transaction of the holder is open, nobody can
+//!   take the lock; the takeover is serialised after the holder's commit (or abort). Every write
+//!   the old holder commits therefore precedes the new holder's acquisition, and the new holder,
+//!   which reads only after acquiring, sees it.
+//! - A write transaction that starts after the takeover sees the new identity (each statement of
+//!   a READ COMMITTED transaction reads the latest committed row, and `FOR SHARE` re-checks the
+//!   newest version of a row it had to wait for), returns no row, and rolls back: nothing lands.
+//! - A node paused *inside* a write transaction would block the takeover for as long as it is
+//!   paused, so every pooled connection sets `idle_in_transaction_session_timeout` (1 s): the
+//!   server ends such a session, rolling back its transaction and freeing the row; the resumed
+//!   node's commit then fails. The lock connection sets `lock_timeout`, so an acquisition attempt
+//!   never waits long behind a stalled writer: it fails and is retried.
+//! - The holder's own renewal also conflicts with its in-flight writes for a moment; that only
+//!   orders them.
+//!
+//! A node that has not yet started to compete for the lock (a sealed node being initialised)
+//! writes unfenced, as every OpenBao node always does; from its first `acquire` on, writes
+//! outside a held lock fail with `NotLeader`. With `ha_enabled` off, nothing is fenced.
+//!
+//! # Not yet here
+//!
+//! Write notifications and the storage index ([`Backend::write_notifier`],
+//! [`Backend::indexed`]) are not offered: on PostgreSQL a standby cannot learn of the active
+//! node's writes from the database, which is what the invalidation stream over the cluster port
+//! (issue 8, second half) is for. [`PostgresBackend::current_wal_lsn`] reads the WAL position
+//! that stream will carry as its index (a `u64`, `X/Y` as `X << 32 | Y`).
+
+mod lock;
+mod pool;
+#[cfg(feature = "test-support")]
+pub mod testing;
+mod tls;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use kura_storage::{validate_key, Backend, HaLock, Result, StorageError, TxnOp};
+
+pub use lock::{LockTiming, PostgresLock};
+use pool::{Pool, Sql};
+
+/// The lock key, as OpenBao's core names it.
+pub const LOCK_KEY: &str = "core/lock";
+/// Default data table.
+pub const DEFAULT_TABLE: &str = "openbao_kv_store";
+/// Default lock table.
+pub const DEFAULT_HA_TABLE: &str = "openbao_ha_locks";
+/// Default `max_parallel` (OpenBao's `physical.DefaultParallelOperations`).
+pub const DEFAULT_MAX_PARALLEL: usize = 128;
+/// Default number of idle connections kept (OpenBao leaves Go's `database/sql` default of 2,
+/// which reopens connections under load).
+pub const DEFAULT_MAX_IDLE: usize = 16;
+
+/// Errors of configuration or connection (start-up); operations return [`StorageError`].
+#[derive(Debug, thiserror::Error)]
+pub enum PostgresError {
+    /// An option has a bad value.
+    #[error("storage \"postgresql\": {0}")]
+    Option(String),
+    /// The connection URL or its TLS settings are unusable.
+    #[error("storage \"postgresql\": connection_url: {0}")]
+    Url(String),
+    /// The database could not be reached or refused a statement.
+    #[error("storage \"postgresql\": {0}")]
+    Database(String),
+}
+
+/// The options of `storage "postgresql"`.
+#[derive(Clone)]
+pub struct PostgresOptions {
+    /// `connection_url`: a `postgres://` URL or a `key=value` connection string.
+    pub connection_url: String,
+    /// `table` (default `openbao_kv_store`).
+    pub table: String,
+    /// `ha_table` (default `openbao_ha_locks`).
+    pub ha_table: String,
+    /// `ha_enabled` (default false).
+    pub ha_enabled: bool,
+    /// `max_parallel`: most connections open at once (default 128).
+    pub max_parallel: usize,
+    /// `max_idle_connections`: most connections kept idle (default 16).
+    pub max_idle_connections: usize,
+    /// `skip_create_table` (default false).
+    pub skip_create_table: bool,
+    /// Lock timing (not an OpenBao option; tests shorten it).
+    pub lock_timing: LockTiming,
+}
+
+impl std::fmt::Debug for PostgresOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The connection URL may carry a password: never printed.
+        f.debug_struct("PostgresOptions")
+            .field("table", &self.table)
+            .field("ha_table", &self.ha_table)
+            .field("ha_enabled", &self.ha_enabled)
+            .field("max_parallel", &self.max_parallel)
+            .field("max_idle_connections", &self.max_idle_connections)
+            .field("skip_create_table", &self.skip_create_table)
+            .field("lock_timing", &self.lock_timing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The option names this backend understands (others get a warning from the caller).
+pub const KNOWN_OPTIONS: &[&str] = &[
+    "connection_url",
+    "table",
+    "ha_table",
+    "ha_enabled",
+    "max_parallel",
+    "max_idle_connections",
+    "skip_create_table",
+    "transaction_max_parallel",
+    "max_connect_retries",
+];
+
+impl PostgresOptions {
+    /// Defaults around a connection URL.
+    pub fn new(connection_url: impl Into<String>) -> Self {
+        PostgresOptions {
+            connection_url: connection_url.into(),
+            table: DEFAULT_TABLE.into(),
+            ha_table: DEFAULT_HA_TABLE.into(),
+            ha_enabled: false,
+            max_parallel: DEFAULT_MAX_PARALLEL,
+            max_idle_connections: DEFAULT_MAX_IDLE,
+            skip_create_table: false,
+            lock_timing: LockTiming::default(),
+        }
+    }
+
+    /// Reads the options as OpenBao hands them to its backend (`map[string]string`).
+    pub fn from_map(map: &BTreeMap<String, String>) -> std::result::Result<Self, PostgresError> {
+        let mut o = PostgresOptions::new(map.get("connection_url").cloned().unwrap_or_default());
+        if let Some(t) = map.get("table") {
+            o.table = t.clone();
+        }
+        if let Some(t) = map.get("ha_table") {
+            o.ha_table = t.clone();
+        }
+        if let Some(v) = map.get("ha_enabled") {
+            o.ha_enabled = parse_bool("ha_enabled", v)?;
+        }
+        if let Some(v) = map.get("skip_create_table") {
+            o.skip_create_table = parse_bool("skip_create_table", v)?;
+        }
+        if let Some(v) = map.get("max_parallel") {
+            o.max_parallel = parse_count("max_parallel", v)?.max(1);
+        }
+        if let Some(v) = map.get("max_idle_connections") {
+            o.max_idle_connections = parse_count("max_idle_connections", v)?;
+        }
+        if o.connection_url.trim().is_empty() {
+            return Err(PostgresError::Option(
+                "connection_url must be set (or BAO_PG_CONNECTION_URL)".into(),
+            ));
+        }
+        Ok(o)
+    }
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_bool(name: &str, v: &str) -> std::result::Result<bool, PostgresError> {
+    match v.trim() {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Ok(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Ok(false),
+        other => Err(PostgresError::Option(format!(
+            "{name}: {other:?} is not a boolean"
+        ))),
+    }
+}
+
+fn parse_count(name: &str, v: &str) -> std::result::Result<usize, PostgresError> {
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| PostgresError::Option(format!("{name}: {v:?} is not a number")))?;
+    Ok(n.max(0) as usize)
+}
+
+/// Quotes an identifier as OpenBao's `dbutil.QuoteIdentifier` does.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Splits a storage key into OpenBao's `(parent_path, path, key)`.
+pub fn split_key(full: &str) -> (String, String, String) {
+    let pieces: Vec<&str> = full.split('/').collect();
+    let depth = pieces.len();
+    let key = pieces[depth - 1].to_string();
+    match depth {
+        1 => (String::new(), "/".into(), key),
+        2 => ("/".into(), format!("/{}/", pieces[0]), key),
+        _ => (
+            format!("/{}/", pieces[..depth - 2].join("/")),
+            format!("/{}/", pieces[..depth - 1].join("/")),
+            key,
+        ),
+    }
+}
+
+/// Escapes `%`, `_` and `\` for a `LIKE` pattern (OpenBao passes the prefix unescaped; for
+/// keys without those characters the results are the same).
+fn like_prefix(prefix: &str) -> String {
+    let mut out = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('%');
+    out
+}
+
+pub(crate) fn db_err(e: tokio_postgres::Error) -> StorageError {
+    StorageError::Io(format!("postgresql: {}", describe(&e)))
+}
+
+/// The server's message when there is one (tokio-postgres' `Display` says only "db error").
+pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => e.to_string(),
+    }
+}
+
+/// PostgreSQL storage. Cheap to clone (shared state).
+#[derive(Clone)]
+pub struct PostgresBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Arc<Pool>,
+    lock: Option<Arc<PostgresLock>>,
+}
+
+impl PostgresBackend {
+    /// Connects (one connection is opened to check the server), creates the tables unless
+    /// `skip_create_table`, and prepares the HA lock when `ha_enabled`.
+    pub async fn connect(opts: PostgresOptions) -> std::result::Result<Self, PostgresError> {
+        let (config, tls) = tls::prepare(&opts.connection_url)?;
+        let sql = Arc::new(Sql::new(&opts.table, &opts.ha_table));
+        let pool = Arc::new(Pool::new(
+            config,
+            tls,
+            sql,
+            opts.ha_enabled,
+            opts.max_parallel,
+            opts.max_idle_connections,
+        ));
+        let conn = pool.connect_raw().await.map_err(|e| {
+            PostgresError::Database(format!("connecting to the database failed: {e}"))
+        })?;
+        let version: i32 = conn
+            .query_one("SELECT current_setting('server_version_num')::int", &[])
+            .await
+            .map_err(|e| PostgresError::Database(describe(&e)))?
+            .get(0);
+        if version < 90500 {
+            return Err(PostgresError::Database(
+                "PostgreSQL version must be at least 9.5".into(),
+            ));
+        }
+        if !opts.skip_create_table {
+            create_tables(&conn, &opts).await?;
+        }
+        drop(conn);
+        let lock = opts.ha_enabled.then(|| {
+            Arc::new(PostgresLock::new(
+                pool.clone(),
+                LOCK_KEY.to_string(),
+                opts.lock_timing,
+            ))
+        });
+        Ok(PostgresBackend {
+            inner: Arc::new(Inner { pool, lock }),
+        })
+    }
+
+    /// The HA lock, when `ha_enabled` (also through [`Backend::ha_lock`]).
+    pub fn lock(&self) -> Option<Arc<PostgresLock>> {
+        self.inner.lock.clone()
+    }
+
+    /// The database's current WAL insert position (`pg_current_wal_insert_lsn()`) as a number:
+    /// read after a commit, a position at or past that commit's record, so a replica that has
+    /// replayed up to it shows the write. (`pg_current_wal_lsn()`, the write position, can lag
+    /// behind a commit made with `synchronous_commit = off`.) Fails on a read replica.
+    pub async fn current_wal_lsn(&self) -> Result<u64> {
+        let conn = self.inner.pool.get().await?;
+        let row = conn
+            .client()
+            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .await
+            .map_err(db_err)?;
+        parse_lsn(row.get::<_, &str>(0))
+    }
+
+    /// Runs `ops` in one transaction, fenced by the HA lock when this node competes for it.
+    async fn commit(&self, ops: Vec<TxnOp>) -> Result<()> {
+        for op in &ops {
+            validate_key(op.key())?;
+        }
+        let fence = match &self.inner.lock {
+            Some(lock) => lock.fence()?,
+            None => None,
+        };
+        let mut conn = self.inner.pool.get().await?;
+        let sql = conn.stmts().clone();
+        let txn = conn.client_mut().transaction().await.map_err(db_err)?;
+        let fenced = async {
+            if let Some(identity) = &fence {
+                let stmt = sql.fence.as_ref().ok_or(StorageError::NotLeader)?;
+                let rows = txn
+                    .query(stmt, &[&LOCK_KEY, identity])
+                    .await
+                    .map_err(db_err)?;
+                if rows.is_empty() {
+                    return Err(StorageError::NotLeader);
+                }
+            }
+            Ok(())
+        };
+        // The fence and the writes are sent together (pipelined); the server runs them in
+        // order, and nothing is committed unless the fence returned its row.
+        let writes = futures::future::try_join_all(ops.iter().map(|op| {
+            let txn = &txn;
+            let sql = &sql;
+            async move {
+                match op {
+                    TxnOp::Put { key, value } => {
+                        let (parent, path, k) = split_key(key);
+                        txn.execute(&sql.put, &[&parent, &path, &k, value])
+                            .await
+                            .map_err(db_err)
+                    }
+                    TxnOp::Delete { key } => {
+                        let (_, path, k) = split_key(key);
+                        txn.execute(&sql.delete, &[&path, &k]).await.map_err(db_err)
+                    }
+                }
+            }
+        }));
+        let (fence_result, write_result) = futures::join!(fenced, writes);
+        if let Err(e) = fence_result {
+            let _ = txn.rollback().await;
+            if e == StorageError::NotLeader {
+                if let (Some(lock), Some(identity)) = (&self.inner.lock, &fence) {
+                    lock.fenced_out(identity);
+                }
+            }
+            return Err(e);
+        }
+        if let Err(e) = write_result {
+            let _ = txn.rollback().await;
+            return Err(e);
+        }
+        txn.commit().await.map_err(db_err)
+    }
+}
+
+/// Parses `X/Y` (hex) into `X << 32 | Y`.
+pub fn parse_lsn(text: &str) -> Result<u64> {
+    let (hi, lo) = text
+        .split_once('/')
+        .ok_or_else(|| StorageError::Corrupt(format!("bad LSN {text:?}")))?;
+    let hi = u64::from_str_radix(hi, 16)
+        .map_err(|_| StorageError::Corrupt(format!("bad LSN {text:?}")))?;
+    let lo = u64::from_str_radix(lo, 16)
+        .map_err(|_| StorageError::Corrupt(format!("bad LSN {text:?}")))?;
+    Ok((hi << 32) | lo)
+}
+
+async fn create_tables(
+    conn: &tokio_postgres::Client,
+    opts: &PostgresOptions,
+) -> std::result::Result<(), PostgresError> {
+    let table = quote_ident(&opts.table);
+    let mut ddl = format!(
+        "CREATE TABLE IF NOT EXISTS {table} (\
+           parent_path TEXT COLLATE \"C\" NOT NULL, \
+           path TEXT COLLATE \"C\", \
+           key TEXT COLLATE \"C\", \
+           value BYTEA, \
+           CONSTRAINT pkey PRIMARY KEY (path, key)); \
+         CREATE INDEX IF NOT EXISTS parent_path_idx ON {table} (parent_path);"
+    );
+    if opts.ha_enabled {
+        let ha = quote_ident(&opts.ha_table);
+        ddl.push_str(&format!(
+            " CREATE TABLE IF NOT EXISTS {ha} (\
+               ha_key TEXT COLLATE \"C\" NOT NULL, \
+               ha_identity TEXT COLLATE \"C\" NOT NULL, \
+               ha_value TEXT COLLATE \"C\", \
+               valid_until TIMESTAMP WITH TIME ZONE NOT NULL, \
+               CONSTRAINT ha_key PRIMARY KEY (ha_key));"
+        ));
+    }
+    match conn.batch_execute(&format!("BEGIN; {ddl} COMMIT;")).await {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = conn.batch_execute("ROLLBACK").await;
+            match e.code().map(|c| c.code()) {
+                // Another node created them at the same moment (unique_violation on the
+                // catalogue, duplicate_table), or the database is read-only (a replica).
+                Some("23505") | Some("42P07") => Ok(()),
+                Some("25006") => {
+                    tracing::warn!("skipping table creation: the database is read-only");
+                    Ok(())
+                }
+                _ => Err(PostgresError::Database(format!(
+                    "creating the tables failed: {}",
+                    describe(&e)
+                ))),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresBackend {
+    async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        validate_key(key)?;
+        let (_, path, k) = split_key(key);
+        let conn = self.inner.pool.get().await?;
+        let row = conn
+            .client()
+            .query_opt(&conn.stmts().get, &[&path, &k])
+            .await
+            .map_err(db_err)?;
+        Ok(row.and_then(|r| r.get::<_, Option<Vec<u8>>>(0)))
+    }
+
+    async fn put(&self, key: &str, value: Vec<u8>) -> Result<()> {
+        self.commit(vec![TxnOp::Put {
+            key: key.to_string(),
+            value,
+        }])
+        .await
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        self.commit(vec![TxnOp::Delete {
+            key: key.to_string(),
+        }])
+        .await
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let full = format!("/{prefix}");
+        let like = like_prefix(&full);
+        let conn = self.inner.pool.get().await?;
+        let rows = conn
+            .client()
+            .query(&conn.stmts().list, &[&full, &like])
+            .await
+            .map_err(db_err)?;
+        let mut out: Vec<String> = rows
+            .iter()
+            .filter_map(|r| r.get::<_, Option<String>>(0))
+            .filter(|k| !k.is_empty())
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    async fn transaction(&self, ops: Vec<TxnOp>) -> Result<()> {
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.commit(ops).await
+    }
+
+    fn name(&self) -> &'static str {
+        "postgresql"
+    }
+
+    fn ha_lock(&self) -> Option<Arc<dyn HaLock>> {
+        self.inner
+            .lock
+            .clone()
+            .map(|l| l as Arc<dyn HaLock + 'static>)
+    }
+}
+
+/// How long pooled connections may sit idle inside a transaction before the server ends the
+/// session (and rolls back): bounds how long a paused node can hold up a lock takeover.
+pub(crate) const IDLE_IN_TXN_TIMEOUT: Duration = Duration::from_millis(1000);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_split_as_openbao() {
+        assert_eq!(split_key("c"), ("".into(), "/".into(), "c".into()));
+        assert_eq!(split_key("a/c"), ("/".into(), "/a/".into(), "c".into()));
+        assert_eq!(
+            split_key("a/b/c"),
+            ("/a/".into(), "/a/b/".into(), "c".into())
+        );
+        assert_eq!(
+            split_key("a/b/c/d"),
+            ("/a/b/".into(), "/a/b/c/".into(), "d".into())
+        );
+    }
+
+    #[test]
+    fn like_patterns_are_escaped() {
+        assert_eq!(like_prefix("/a_b/"), "/a\\_b/%");
+        assert_eq!(like_prefix("/x%\\/"), "/x\\%\\\\/%");
+    }
+
+    #[test]
+    fn lsn_parses() {
+        assert_eq!(parse_lsn("0/16B3748").unwrap(), 0x16B3748);
+        assert_eq!(parse_lsn("1/0").unwrap(), 1 << 32);
+        assert!(parse_lsn("zz").is_err());
+    }
+
+    #[test]
+    fn options_parse() {
+        let mut m = BTreeMap::new();
+        assert!(PostgresOptions::from_map(&m).is_err());
+        m.insert("connection_url".into(), "postgres://u@h/db".into());
+        m.insert("ha_enabled".into(), "true".into());
+        m.insert("max_parallel".into(), "7".into());
+        m.insert("table".into(), "kv".into());
+        let o = PostgresOptions::from_map(&m).unwrap();
+        assert!(o.ha_enabled);
+        assert_eq!(o.max_parallel, 7);
+        assert_eq!(o.table, "kv");
+        assert_eq!(o.ha_table, DEFAULT_HA_TABLE);
+        assert!(!format!("{o:?}").contains("postgres://"));
+        m.insert("skip_create_table".into(), "maybe".into());
+        assert!(PostgresOptions::from_map(&m).is_err());
+    }
+}

@@ -1,0 +1,173 @@
+//! Test support (feature `test-support`): a real PostgreSQL for tests.
+//!
+//! [`server_url`] is `KURA_TEST_PG_URL` when set (`scripts/test` starts one server for the whole
+//! run); otherwise the first call starts a throwaway server through `scripts/postgres start`
+//! (initdb into a temporary directory on a free port), which stops and removes itself once this
+//! test process has exited. Tests never skip for want of a database: a server that cannot be
+//! started fails the test. [`fresh_database`] gives each test its own database on that server.
+
+use std::sync::OnceLock;
+
+/// The environment variable naming a running server (a `postgres://` URL).
+pub const ENV_URL: &str = "KURA_TEST_PG_URL";
+
+fn script() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/postgres")
+}
+
+/// The URL of a running PostgreSQL server (its `postgres` database), starting one if needed.
+pub fn server_url() -> String {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        if let Ok(url) = std::env::var(ENV_URL) {
+            if !url.trim().is_empty() {
+                return url.trim().to_string();
+            }
+        }
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("kura-pg-{}-{nanos}", std::process::id()));
+        let out = std::process::Command::new("bash")
+            .arg(script())
+            .arg("start")
+            .arg(&dir)
+            .arg("--watch-pid")
+            .arg(std::process::id().to_string())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .expect("running scripts/postgres");
+        assert!(
+            out.status.success(),
+            "scripts/postgres start failed (PostgreSQL 15 is required for these tests; \
+             scripts/install-test-deps installs it):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("URL")
+            .lines()
+            .last()
+            .expect("scripts/postgres printed no URL")
+            .trim()
+            .to_string()
+    })
+    .clone()
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let host_part = match base[scheme_end..].find('/') {
+        Some(i) => &base[..scheme_end + i],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{host_part}/{db}?{q}"),
+        None => format!("{host_part}/{db}"),
+    }
+}
+
+/// Creates a new, empty database named after `hint` on the test server; returns its URL.
+pub async fn fresh_database(hint: &str) -> String {
+    let base = server_url();
+    let clean: String = hint
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(30)
+        .collect();
+    let name = format!(
+        "kura_{clean}_{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let (config, tls) = crate::tls::prepare(&base).expect("test server URL");
+    let pool = crate::pool::Pool::new(
+        config,
+        tls,
+        std::sync::Arc::new(crate::pool::Sql::new("x", "y")),
+        false,
+        1,
+        0,
+    );
+    let client = pool
+        .connect_raw()
+        .await
+        .expect("connecting to the test server");
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", crate::describe(&e)));
+    with_database(&base, &name)
+}
+
+/// [`fresh_database`] for synchronous tests.
+pub fn fresh_database_blocking(hint: &str) -> String {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(fresh_database(hint))
+}
+
+/// Runs `sql` on the database at `url` and returns every row's columns as text (NULL as
+/// `None`), for tests that inspect the tables directly.
+pub async fn query_text(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    let (config, tls) = crate::tls::prepare(url).expect("URL");
+    let pool = crate::pool::Pool::new(
+        config,
+        tls,
+        std::sync::Arc::new(crate::pool::Sql::new("x", "y")),
+        false,
+        1,
+        0,
+    );
+    let client = pool
+        .connect_raw()
+        .await
+        .expect("connecting to the test server");
+    let msgs = client
+        .simple_query(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {}", crate::describe(&e)));
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => {
+                Some((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// [`query_text`] for synchronous tests.
+pub fn query_text_blocking(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(query_text(url, sql))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:1/postgres?sslmode=disable", "x"),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+        assert_eq!(with_database("postgres://u@h:1", "x"), "postgres://u@h:1/x");
+    }
+}
