@@ -783,6 +783,40 @@ mod plane {
             Ok(())
         }
 
+        async fn snapshot_save(&self) -> Result<Vec<u8>, ClusterPlaneError> {
+            self.node
+                .backend()
+                .export_snapshot()
+                .await
+                .map_err(|e| ClusterPlaneError::Storage(e.to_string()))
+        }
+
+        async fn snapshot_read(
+            &self,
+            data: Vec<u8>,
+        ) -> Result<Vec<(String, Vec<u8>)>, ClusterPlaneError> {
+            self.node
+                .backend()
+                .read_snapshot(data)
+                .await
+                .map_err(|e| match e {
+                    kura_storage::StorageError::Corrupt(m) => ClusterPlaneError::BadSnapshot(m),
+                    other => ClusterPlaneError::Storage(other.to_string()),
+                })
+        }
+
+        async fn snapshot_restore(
+            &self,
+            pairs: Vec<(String, Vec<u8>)>,
+        ) -> Result<(), ClusterPlaneError> {
+            self.node
+                .backend()
+                .restore_snapshot(pairs)
+                .await
+                .map(|_| ())
+                .map_err(|e| ClusterPlaneError::Storage(e.to_string()))
+        }
+
         async fn fetch_challenge(
             &self,
             leader_api_addr: &str,

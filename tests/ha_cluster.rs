@@ -524,3 +524,249 @@ fn hex_decode(s: &str) -> Vec<u8> {
 fn hex_encode(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// A single raft node, initialised and unsealed; returns it with its keys and root token.
+fn single_raft_node(dir: &Path, name: &str) -> (Server, Vec<String>, String) {
+    let spec = node_spec(dir, name, &[]);
+    let s = start(&spec);
+    let (keys, token) = s.init_unseal(1, 1);
+    wait_for(15, "the node active", || {
+        health(&s.addr).and_then(|(st, _)| (st == 200).then_some(()))
+    });
+    (s, keys, token)
+}
+
+#[test]
+fn snapshot_save_and_restore_here_and_on_a_fresh_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_keys, a_token) = single_raft_node(dir.path(), "a1");
+    let (st, body) = call(
+        &a.addr,
+        "POST",
+        "/v1/sys/mounts/secret",
+        &a_token,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let put = |addr: &str, token: &str, value: &str| {
+        let (st, body) = call(
+            addr,
+            "PUT",
+            "/v1/secret/data/app",
+            token,
+            Some(&json!({"data": {"v": value}})),
+        );
+        assert_eq!(st, 200, "{body}");
+    };
+    let get = |addr: &str, token: &str| {
+        let (st, body) = call(addr, "GET", "/v1/secret/data/app", token, None);
+        (st, body["data"]["data"]["v"].clone())
+    };
+    put(&a.addr, &a_token, "in-snapshot");
+
+    // Save with the CLI; the file is private to its owner.
+    let file = dir.path().join("a.snap");
+    let out = kura(
+        &a.addr,
+        &a_token,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "save",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let snap = std::fs::read(&file).unwrap();
+    assert!(snap.starts_with(b"KURASNAP"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "snapshot file mode {mode:o}");
+    }
+    // Saving needs sudo: a token without it is refused.
+    let (st, _) = call(&a.addr, "GET", "/v1/sys/storage/raft/snapshot", "", None);
+    assert_eq!(st, 403);
+
+    // Same cluster: later changes are rolled back, the node stays active.
+    put(&a.addr, &a_token, "after-snapshot");
+    let (st, body) = call(
+        &a.addr,
+        "POST",
+        "/v1/sys/mounts/other",
+        &a_token,
+        Some(&json!({"type": "kv"})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let out = kura(
+        &a.addr,
+        &a_token,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(get(&a.addr, &a_token), (200, json!("in-snapshot")));
+    let (st, mounts) = call(&a.addr, "GET", "/v1/sys/mounts", &a_token, None);
+    assert_eq!(st, 200);
+    assert!(mounts["data"].get("other/").is_none(), "{mounts}");
+    assert_eq!(health(&a.addr).unwrap().0, 200);
+
+    // A damaged snapshot is refused with a 400 and changes nothing.
+    let mut damaged = snap.clone();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    let bad = dir.path().join("bad.snap");
+    std::fs::write(&bad, &damaged).unwrap();
+    let out = kura(
+        &a.addr,
+        &a_token,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("invalid snapshot"),
+        "{out:?}"
+    );
+    assert_eq!(get(&a.addr, &a_token), (200, json!("in-snapshot")));
+
+    // A fresh cluster with other keys: refused without force ...
+    let (b, _b_keys, b_token) = single_raft_node(dir.path(), "b1");
+    let out = kura(
+        &b.addr,
+        &b_token,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("snapshot-force"),
+        "{out:?}"
+    );
+    // ... restored with it: the node seals and opens with the first cluster's keys and token.
+    let out = kura(
+        &b.addr,
+        &b_token,
+        &[
+            "operator",
+            "raft",
+            "snapshot",
+            "restore",
+            "-force",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let (_, st) = call(&b.addr, "GET", "/v1/sys/seal-status", "", None);
+    assert_eq!(st["sealed"], true, "{st}");
+    b.unseal(&a_keys);
+    wait_for(15, "the restored node active", || {
+        health(&b.addr).and_then(|(st, _)| (st == 200).then_some(()))
+    });
+    assert_eq!(get(&b.addr, &a_token), (200, json!("in-snapshot")));
+    let (st, _) = call(&b.addr, "GET", "/v1/secret/data/app", &b_token, None);
+    assert_eq!(st, 403, "the fresh cluster's token is gone with its data");
+    // The restored node takes writes.
+    put(&b.addr, &a_token, "written-after-restore");
+    assert_eq!(
+        get(&b.addr, &a_token),
+        (200, json!("written-after-restore"))
+    );
+}
+
+#[test]
+fn step_down_moves_leadership_and_the_old_node_stays_a_standby() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = three_node_cluster(dir.path());
+    let addrs = c.addrs();
+    let token = c.token.as_str();
+    let first = wait_for(15, "exactly one active node", || single_active(&addrs));
+    // A token without sudo cannot step the node down.
+    let (st, _) = call(addrs[1], "PUT", "/v1/sys/step-down", "", None);
+    assert_eq!(st, 403);
+
+    // Through a standby, with the CLI: the request is forwarded to the active node.
+    let standby = (first + 1) % 3;
+    let started = Instant::now();
+    let out = kura(addrs[standby], token, &["operator", "step-down"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("Success! Stepped down"),
+        "{out:?}"
+    );
+    let second = wait_for(15, "a new active node", || {
+        single_active(&addrs).filter(|i| *i != first)
+    });
+    let took = started.elapsed();
+    eprintln!(
+        "step-down: node{} -> node{} in {took:?}",
+        first + 1,
+        second + 1
+    );
+    // The old node is a standby that routes requests, and writes go on.
+    let (st, body) = call(
+        addrs[first],
+        "POST",
+        "/v1/sys/mounts/kv",
+        token,
+        Some(&json!({"type": "kv"})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let (st, body) = call(
+        addrs[first],
+        "PUT",
+        "/v1/kv/after",
+        token,
+        Some(&json!({"stepped": "down"})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let (st, leader) = call(addrs[first], "GET", "/v1/sys/leader", "", None);
+    assert_eq!(st, 200);
+    assert_eq!(leader["is_self"], false, "{leader}");
+    assert_eq!(
+        leader["leader_address"],
+        format!("http://{}", addrs[second]),
+        "{leader}"
+    );
+    // It stays a standby (no flapping back) for a while.
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(single_active(&addrs), Some(second));
+
+    // `operator members` lists the three nodes with the new active one.
+    let out = kura(
+        addrs[first],
+        token,
+        &["operator", "members", "-format=json"],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let members: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let nodes = members["data"]["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(nodes.len(), 3, "{members}");
+    let active: Vec<&Value> = nodes.iter().filter(|n| n["active_node"] == true).collect();
+    assert_eq!(active.len(), 1, "{members}");
+    assert_eq!(
+        active[0]["api_address"],
+        format!("http://{}", addrs[second])
+    );
+    drop(c);
+}

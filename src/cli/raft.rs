@@ -1,4 +1,5 @@
-//! `operator raft`: join a raft cluster, list and remove its peers.
+//! `operator raft`: join a raft cluster, list and remove its peers, save and restore
+//! snapshots.
 
 use clap::{Args, Subcommand};
 use kura_client::Method;
@@ -18,6 +19,30 @@ pub enum RaftCmd {
     ListPeers(ListPeersArgs),
     /// Remove a raft peer.
     RemovePeer(RemovePeerArgs),
+    /// Save or restore a snapshot of the cluster's data.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+}
+
+/// `operator raft snapshot` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Save a snapshot of the cluster's data to a file.
+    Save(SnapshotArgs),
+    /// Restore the cluster's data from a snapshot file.
+    Restore(SnapshotArgs),
+}
+
+/// Arguments of `operator raft snapshot save|restore`.
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    /// Restore a snapshot taken on another cluster (restore only).
+    #[arg(long = "force", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = super::go_bool)]
+    force: Option<bool>,
+    /// The snapshot file.
+    args: Vec<String>,
 }
 
 /// Arguments of `operator raft join`.
@@ -63,6 +88,93 @@ pub async fn raft(ui: &mut Ui, cmd: RaftCmd) -> i32 {
         RaftCmd::Join(a) => join(ui, a).await,
         RaftCmd::ListPeers(a) => list_peers(ui, a).await,
         RaftCmd::RemovePeer(a) => remove_peer(ui, a).await,
+        RaftCmd::Snapshot(SnapshotCmd::Save(a)) => snapshot_save(ui, a).await,
+        RaftCmd::Snapshot(SnapshotCmd::Restore(a)) => snapshot_restore(ui, a).await,
+    }
+}
+
+async fn snapshot_save(ui: &mut Ui, a: SnapshotArgs) -> i32 {
+    if !check_args(ui, &a.args, 1, 1) {
+        return 1;
+    }
+    let Some(client) = client_or_report(ui, &a.http) else {
+        return 2;
+    };
+    let resp = match client
+        .request(Method::GET, "sys/storage/raft/snapshot", &[], None)
+        .await
+    {
+        Ok(r) if r.is_success() => r,
+        Ok(r) => {
+            ui.error(&format!("Error taking the snapshot: {}", r.api_error()));
+            return 2;
+        }
+        Err(e) => {
+            ui.error(&format!("Error taking the snapshot: {e}"));
+            return 2;
+        }
+    };
+    if let Err(e) = write_private(&a.args[0], &resp.bytes()) {
+        ui.error(&format!("Error writing the snapshot file: {e}"));
+        return 1;
+    }
+    0
+}
+
+/// Writes `bytes` to a new file readable by its owner only.
+fn write_private(path: &str, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+async fn snapshot_restore(ui: &mut Ui, a: SnapshotArgs) -> i32 {
+    if !check_args(ui, &a.args, 1, 1) {
+        return 1;
+    }
+    let data = match std::fs::read(&a.args[0]) {
+        Ok(d) => d,
+        Err(e) => {
+            ui.error(&format!("Error opening the snapshot file: {e}"));
+            return 1;
+        }
+    };
+    let Some(client) = client_or_report(ui, &a.http) else {
+        return 2;
+    };
+    let path = if a.force.unwrap_or(false) {
+        "sys/storage/raft/snapshot-force"
+    } else {
+        "sys/storage/raft/snapshot"
+    };
+    match client
+        .request_bytes(
+            Method::POST,
+            path,
+            &[],
+            Some(data.into()),
+            "application/octet-stream",
+            &[],
+        )
+        .await
+    {
+        Ok(r) if r.is_success() => 0,
+        Ok(r) => {
+            ui.error(&format!("Error installing the snapshot: {}", r.api_error()));
+            2
+        }
+        Err(e) => {
+            ui.error(&format!("Error installing the snapshot: {e}"));
+            2
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 use std::io::Read;
 
 use clap::{Args, Subcommand};
-use kura_client::{Client, ClientError};
+use kura_client::{Client, ClientError, Method};
 use serde_json::{json, Map, Value};
 
 use super::format::{columnize, go_duration, go_value, table_output, wrap_at_length};
@@ -255,6 +255,21 @@ pub enum OperatorCmd {
     /// Raft cluster operations (integrated storage).
     #[command(subcommand)]
     Raft(super::raft::RaftCmd),
+    /// Make the active node give up leadership; it stays a standby.
+    StepDown(SealArgs),
+    /// List the nodes of the HA cluster.
+    Members(MembersArgs),
+}
+
+/// Arguments of `operator members`.
+#[derive(Args, Debug)]
+pub struct MembersArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    #[command(flatten)]
+    fmt: FormatOpts,
+    /// Unexpected positional arguments (refused).
+    args: Vec<String>,
 }
 
 /// Arguments of `operator init`.
@@ -329,6 +344,8 @@ pub async fn operator(ui: &mut Ui, cmd: OperatorCmd) -> i32 {
         OperatorCmd::KeyStatus(a) => key_status(ui, a, false).await,
         OperatorCmd::Rotate(a) => key_status(ui, a, true).await,
         OperatorCmd::Raft(c) => super::raft::raft(ui, c).await,
+        OperatorCmd::StepDown(a) => step_down(ui, a).await,
+        OperatorCmd::Members(a) => members(ui, a).await,
     }
 }
 
@@ -570,6 +587,80 @@ async fn seal(ui: &mut Ui, a: SealArgs) -> i32 {
             2
         }
     }
+}
+
+async fn step_down(ui: &mut Ui, a: SealArgs) -> i32 {
+    if !check_args(ui, &a.args, 0, 0) {
+        return 1;
+    }
+    let Some(client) = client_or_report(ui, &a.http) else {
+        return 2;
+    };
+    match client
+        .request(Method::PUT, "sys/step-down", &[], None)
+        .await
+    {
+        Ok(r) if r.is_success() => {
+            ui.output(&format!("Success! Stepped down: {}", client.address()));
+            0
+        }
+        Ok(r) => {
+            ui.error(&format!("Error stepping down: {}", r.api_error()));
+            2
+        }
+        Err(e) => {
+            ui.error(&format!("Error stepping down: {e}"));
+            2
+        }
+    }
+}
+
+async fn members(ui: &mut Ui, a: MembersArgs) -> i32 {
+    ui.format = a.fmt.resolve();
+    if !check_args(ui, &a.args, 0, 0) {
+        return 1;
+    }
+    let Some(client) = client_or_report(ui, &a.http) else {
+        return 2;
+    };
+    let body = match client
+        .request(Method::GET, "sys/ha-status", &[], None)
+        .await
+    {
+        Ok(r) if r.is_success() => r.json().cloned().unwrap_or(Value::Null),
+        Ok(r) => {
+            ui.error(&format!("Error retrieving HA status: {}", r.api_error()));
+            return 2;
+        }
+        Err(e) => {
+            ui.error(&format!("Error retrieving HA status: {e}"));
+            return 2;
+        }
+    };
+    if ui.format == "json" {
+        return output_json(ui, &body);
+    }
+    let nodes = body["nodes"].as_array().cloned().unwrap_or_default();
+    let mut lines =
+        vec!["Host Name|API Address|Cluster Address|Active Node|Version|Last Echo".to_string()];
+    for n in nodes {
+        let text = |k: &str| n[k].as_str().unwrap_or("").to_string();
+        let echo = match &n["last_echo"] {
+            Value::String(s) => s.clone(),
+            _ => "n/a".to_string(),
+        };
+        lines.push(format!(
+            "{}|{}|{}|{}|{}|{}",
+            text("hostname"),
+            text("api_address"),
+            text("cluster_address"),
+            n["active_node"].as_bool().unwrap_or(false),
+            text("version"),
+            echo,
+        ));
+    }
+    ui.output(&super::format::table_output(&lines, "|"));
+    0
 }
 
 /// Formats an RFC 3339 UTC time the way Go's `time.RFC822` does: `02 Jan 06 15:04 UTC`.

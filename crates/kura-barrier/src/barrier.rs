@@ -334,6 +334,15 @@ impl Barrier {
         Ok(())
     }
 
+    /// Whether `keyring` (an encrypted keyring as stored at [`KEYRING_PATH`], e.g. from a
+    /// snapshot) opens with this barrier's root key: it belongs to the same cluster.
+    pub fn opens_keyring(&self, keyring: &[u8]) -> bool {
+        match self.snapshot() {
+            Ok(current) => open_keyring(&current.root, keyring).is_ok(),
+            Err(_) => false,
+        }
+    }
+
     /// Re-reads the keyring from storage (a standby does this when `core/keyring` changes).
     /// Follows rotations and root rekeys made by the active node; keeps the larger of the local
     /// and stored encryption counts.

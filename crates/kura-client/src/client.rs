@@ -344,9 +344,24 @@ impl Client {
         extra_headers: &[(&str, &str)],
     ) -> Result<ApiResponse, ClientError> {
         let payload = match &body {
-            Some(v) => Bytes::from(serde_json::to_vec(v)?),
-            None => Bytes::new(),
+            Some(v) => Some(Bytes::from(serde_json::to_vec(v)?)),
+            None => None,
         };
+        self.request_bytes(method, path, query, payload, content_type, extra_headers)
+            .await
+    }
+
+    /// Like [`Client::request_with`], with a body of bytes sent as they are (a raft snapshot).
+    pub async fn request_bytes(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<Bytes>,
+        content_type: &str,
+        extra_headers: &[(&str, &str)],
+    ) -> Result<ApiResponse, ClientError> {
+        let payload = body.clone().unwrap_or_default();
         let mut url = self.url(path, query);
         let mut redirects = 0;
         loop {

@@ -53,6 +53,12 @@ pub enum ClusterPlaneError {
     /// A raft membership operation failed.
     #[error("raft membership: {0}")]
     Membership(String),
+    /// A snapshot could not be read: it is damaged or not a snapshot.
+    #[error("{0}")]
+    BadSnapshot(String),
+    /// Raft storage failed.
+    #[error("raft storage: {0}")]
+    Storage(String),
     /// Asking the leader's API for the bootstrap challenge or sending the answer failed.
     #[error("joining the raft cluster: {0}")]
     Join(String),
@@ -165,6 +171,18 @@ pub trait ClusterPlane: Send + Sync + 'static {
         leader_api_addr: &str,
         server_id: &str,
     ) -> std::result::Result<BootstrapChallenge, ClusterPlaneError>;
+    /// The cluster's whole data as one snapshot file (`sys/storage/raft/snapshot`).
+    async fn snapshot_save(&self) -> std::result::Result<Vec<u8>, ClusterPlaneError>;
+    /// Checks a snapshot file and returns its keys and values; changes nothing.
+    async fn snapshot_read(
+        &self,
+        data: Vec<u8>,
+    ) -> std::result::Result<Vec<(String, Vec<u8>)>, ClusterPlaneError>;
+    /// Replaces the cluster's data with `pairs` through raft.
+    async fn snapshot_restore(
+        &self,
+        pairs: Vec<(String, Vec<u8>)>,
+    ) -> std::result::Result<(), ClusterPlaneError>;
     /// Sends the answer to the API at `leader_api_addr`.
     async fn send_answer(
         &self,
@@ -281,6 +299,7 @@ fn plane_err(e: ClusterPlaneError) -> LogicalError {
             status: 503,
             message: e.to_string(),
         },
+        ClusterPlaneError::BadSnapshot(m) => LogicalError::bad(m),
         other => LogicalError::Coded {
             status: 500,
             message: other.to_string(),
@@ -577,6 +596,72 @@ impl Core {
             identity: B64.encode(enc),
             leader_cluster_addr: self.config.cluster_addr.clone().unwrap_or_default(),
         })
+    }
+
+    /// `sys/storage/raft/snapshot` (read): the cluster's whole data, still encrypted by the
+    /// barrier, as one snapshot file.
+    pub(crate) async fn raft_snapshot_save(&self) -> Result<Vec<u8>> {
+        self.require_active()?;
+        self.require_plane()?
+            .snapshot_save()
+            .await
+            .map_err(plane_err)
+    }
+
+    /// `sys/storage/raft/snapshot` and `snapshot-force` (update): replaces the cluster's data
+    /// with a snapshot's.
+    ///
+    /// A snapshot of this cluster (its keyring opens with the current root key) is restored
+    /// and the node rebuilds its state from it, staying active. One from another cluster is
+    /// refused unless `force`; forced, the node seals afterwards, and it is unsealed with the
+    /// unseal keys of the cluster the snapshot came from.
+    pub(crate) async fn raft_snapshot_restore(&self, data: Vec<u8>, force: bool) -> Result<()> {
+        self.require_active()?;
+        let plane = self.require_plane()?;
+        if data.is_empty() {
+            return Err(LogicalError::bad("no snapshot in the request body"));
+        }
+        let pairs = plane.snapshot_read(data).await.map_err(plane_err)?;
+        let keyring = pairs
+            .iter()
+            .find(|(k, _)| k == KEYRING_PATH)
+            .map(|(_, v)| v.as_slice())
+            .ok_or_else(|| {
+                LogicalError::bad("invalid snapshot: it holds no keyring (core/keyring)")
+            })?;
+        let same_cluster = self.barrier.opens_keyring(keyring);
+        if !same_cluster && !force {
+            return Err(LogicalError::bad(
+                "could not verify the snapshot: its keyring does not open with this cluster's \
+                 root key (it comes from another cluster or an older root key); use \
+                 snapshot-force to restore it anyway",
+            ));
+        }
+        let state = self.state_lock.lock().await;
+        plane.snapshot_restore(pairs).await.map_err(plane_err)?;
+        tracing::warn!(same_cluster, "raft snapshot restored");
+        if !same_cluster {
+            drop(state);
+            tracing::warn!("the restored data belongs to another cluster: sealing");
+            return self.seal().await;
+        }
+        self.barrier
+            .reload_keyring()
+            .await
+            .map_err(crate::view::barrier_err)?;
+        *self.leader_cache.lock().expect("leader cache lock") = None;
+        self.deactivate().await;
+        let rebuilt = match self.advertise().await {
+            Ok(()) => self.activate().await,
+            Err(e) => Err(e),
+        };
+        drop(state);
+        if let Err(e) = rebuilt {
+            tracing::error!(error = %e, "rebuilding state after a snapshot restore failed; sealing");
+            self.seal().await?;
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// `sys/storage/raft/configuration`: the raft servers.

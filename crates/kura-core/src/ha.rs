@@ -40,8 +40,13 @@ const RETRY_PAUSE: Duration = Duration::from_millis(200);
 /// The running HA task: the only place that moves a node between standby and active.
 pub(crate) struct HaTask {
     stop: watch::Sender<bool>,
+    /// Asks the task to give the lock up (`sys/step-down`).
+    step_down: Arc<tokio::sync::Notify>,
     handle: tokio::task::JoinHandle<()>,
 }
+
+/// After a step-down, how long a node leaves the lock to the others before it tries again.
+const STEP_DOWN_HOLD_OFF: Duration = Duration::from_secs(10);
 
 impl Core {
     /// Goes standby and starts the HA task.
@@ -52,13 +57,18 @@ impl Core {
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.ha.send_replace(HaState::Standby);
         let (stop, stop_rx) = watch::channel(false);
-        let handle = tokio::spawn(ha_loop(self.self_ref.clone(), lock, stop_rx));
-        if let Some(old) = self
-            .ha_task
-            .lock()
-            .expect("ha task lock")
-            .replace(HaTask { stop, handle })
-        {
+        let step_down = Arc::new(tokio::sync::Notify::new());
+        let handle = tokio::spawn(ha_loop(
+            self.self_ref.clone(),
+            lock,
+            stop_rx,
+            step_down.clone(),
+        ));
+        if let Some(old) = self.ha_task.lock().expect("ha task lock").replace(HaTask {
+            stop,
+            step_down,
+            handle,
+        }) {
             let _ = old.stop.send(true);
             old.handle.abort();
         }
@@ -81,6 +91,27 @@ impl Core {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tracing::warn!("unsealed as a standby, but no active node is known yet");
+    }
+
+    /// `sys/step-down`: the active node gives up the HA lock and stays a standby; another node
+    /// becomes active. Returns once this node is no longer active (bounded). Without HA, or on
+    /// a node that is not active, nothing happens.
+    pub async fn step_down(&self) -> Result<()> {
+        let notify = match self.ha_task.lock().expect("ha task lock").as_ref() {
+            Some(task) => task.step_down.clone(),
+            None => return Ok(()),
+        };
+        if self.current_state() != HaState::Active {
+            return Ok(());
+        }
+        let mut state = self.ha_state();
+        notify.notify_one();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            state.wait_for(|s| *s != HaState::Active),
+        )
+        .await;
+        Ok(())
     }
 
     /// Stops the HA task (before sealing).
@@ -112,7 +143,7 @@ impl Core {
 
     /// On becoming active: makes sure the cluster identity exists (generating it on the first
     /// activation of a new cluster) and advertises this node at `core/leader/<uuid>`.
-    async fn advertise(&self) -> Result<()> {
+    pub(crate) async fn advertise(&self) -> Result<()> {
         let view = BarrierView::new(self.barrier.clone(), "");
         if let Some(plane) = self.cluster_plane() {
             if !self.install_stored_identity().await? {
@@ -191,6 +222,7 @@ async fn ha_loop(
     core: std::sync::Weak<Core>,
     lock: Arc<dyn HaLock>,
     mut stop: watch::Receiver<bool>,
+    step_down: Arc<tokio::sync::Notify>,
 ) {
     let uuid = match core.upgrade() {
         Some(c) => c.node_uuid.clone(),
@@ -234,14 +266,44 @@ async fn ha_loop(
         }
         drop(c);
         let mut lost = guard.lost;
-        tokio::select! {
-            _ = wait_lost(&mut lost) => {}
+        let stepping_down = tokio::select! {
+            _ = wait_lost(&mut lost) => false,
+            _ = step_down.notified() => true,
             _ = stop.changed() => return,
-        }
+        };
         let Some(c) = core.upgrade() else { return };
-        let _state = c.state_lock.lock().await;
-        tracing::warn!("leadership lost: this node is now a standby");
+        let state = c.state_lock.lock().await;
+        if stepping_down {
+            tracing::info!("stepping down: this node is now a standby");
+        } else {
+            tracing::warn!("leadership lost: this node is now a standby");
+        }
         c.deactivate().await;
+        drop(state);
+        drop(c);
+        if stepping_down {
+            match lock.step_down().await {
+                Ok(true) => {
+                    // Leave the lock to the others for a while, unless one takes it sooner.
+                    let others = async {
+                        loop {
+                            if let Ok(Some(h)) = lock.holder().await {
+                                if h != uuid.as_bytes() {
+                                    return;
+                                }
+                            }
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::time::timeout(STEP_DOWN_HOLD_OFF, others) => {}
+                        _ = stop.changed() => return,
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::warn!(error = %e, "step-down: giving up the lock failed"),
+            }
+        }
     }
 }
 

@@ -55,6 +55,9 @@ enum S {
     Rewrap,
     RaftConfiguration,
     RaftRemovePeer,
+    RaftSnapshot,
+    RaftSnapshotForce,
+    StepDown,
     HaStatus,
 }
 
@@ -142,6 +145,30 @@ fn table() -> PathTable<S> {
                 "the server's node_id",
             )]),
             S::RaftRemovePeer,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/snapshot",
+                &[O::Read, O::Update],
+                "Save (read) or restore (update) a raft snapshot",
+            ),
+            S::RaftSnapshot,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/snapshot-force",
+                &[O::Update],
+                "Restore a raft snapshot of another cluster",
+            ),
+            S::RaftSnapshotForce,
+        ),
+        (
+            PathSpec::new(
+                "step-down",
+                &[O::Update],
+                "Make the active node give up the HA lock",
+            ),
+            S::StepDown,
         ),
         (
             PathSpec::new("rotate(/keyring)?", &[O::Update], "Rotate the barrier key"),
@@ -425,6 +452,8 @@ pub(crate) fn special_paths() -> &'static SpecialPaths {
             "leases/lookup/*",
             "config/*",
             "storage/raft/remove-peer",
+            "storage/raft/snapshot",
+            "storage/raft/snapshot-force",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -851,6 +880,31 @@ impl Core {
             }
             S::RaftRemovePeer => {
                 self.raft_remove_peer(&f.string("server_id")?).await?;
+                Ok(None)
+            }
+            S::StepDown => {
+                self.step_down().await?;
+                Ok(None)
+            }
+            S::RaftSnapshot if req.operation == O::Read => {
+                let body = self.raft_snapshot_save().await?;
+                Ok(Some(Response {
+                    raw: Some(RawResponse {
+                        status: 200,
+                        content_type: "application/octet-stream".into(),
+                        body,
+                    }),
+                    ..Default::default()
+                }))
+            }
+            S::RaftSnapshot | S::RaftSnapshotForce => {
+                let data = req
+                    .raw_body
+                    .as_ref()
+                    .map(|b| b.as_ref().clone())
+                    .unwrap_or_default();
+                self.raft_snapshot_restore(data, route.id == S::RaftSnapshotForce)
+                    .await?;
                 Ok(None)
             }
             S::KeyStatus => {

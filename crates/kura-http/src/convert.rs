@@ -120,6 +120,18 @@ pub async fn handle(
     handle_any(core, settings, peer, req, false).await
 }
 
+/// Largest raft snapshot accepted for a restore (the listener's `max_request_size` applies to
+/// every other body).
+const MAX_SNAPSHOT_BYTES: usize = 1 << 30;
+
+/// Endpoints whose body is passed on as bytes instead of being parsed as JSON.
+fn takes_raw_body(path: &str) -> bool {
+    matches!(
+        path.trim_matches('/'),
+        "sys/storage/raft/snapshot" | "sys/storage/raft/snapshot-force"
+    )
+}
+
 /// Handles one HTTP request with any body. `forwarded`: the request came from a standby, so it
 /// must not be forwarded again.
 pub(crate) async fn handle_any<B>(
@@ -186,8 +198,14 @@ where
         "DELETE" => Operation::Delete,
         _ => return error_response(405, vec!["unsupported method".into()]),
     };
+    let raw_body_wanted = operation == Operation::Update && takes_raw_body(&path);
+    let mut raw_body = None;
     let data = if matches!(operation, Operation::Update | Operation::Patch) {
-        let limit = settings.max_request_size;
+        let limit = if raw_body_wanted {
+            settings.max_request_size.max(MAX_SNAPSHOT_BYTES)
+        } else {
+            settings.max_request_size
+        };
         let collected = match (ready, body) {
             (Some(bytes), _) => Ok(bytes),
             (None, Some(body)) => Limited::new(body, limit)
@@ -207,7 +225,10 @@ where
                 return error_response(400, vec![format!("failed to read request body: {e}")]);
             }
         };
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        if raw_body_wanted {
+            raw_body = Some(std::sync::Arc::new(bytes.to_vec()));
+            Map::new()
+        } else if bytes.iter().all(|b| b.is_ascii_whitespace()) {
             Map::new()
         } else {
             match serde_json::from_slice::<Value>(&bytes) {
@@ -263,6 +284,7 @@ where
     creq.remote_addr = Some(peer.ip());
     creq.wrap_ttl = wrap_ttl;
     creq.headers = parts.headers;
+    creq.raw_body = raw_body;
 
     let result = core.handle_request(creq).await;
     let mut resp = match result {

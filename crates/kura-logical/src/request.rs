@@ -94,6 +94,9 @@ pub struct Request {
     pub token: Option<Arc<TokenContext>>,
     /// The raw client token string as presented (empty if none).
     pub client_token: String,
+    /// The body as received, for the few endpoints whose body is not JSON (a raft snapshot
+    /// being restored); `None` otherwise.
+    pub raw_body: Option<Arc<Vec<u8>>>,
 }
 
 impl Request {
@@ -112,6 +115,7 @@ impl Request {
             remote_addr: None,
             token: None,
             client_token: String::new(),
+            raw_body: None,
         }
     }
 

@@ -27,6 +27,7 @@ const KIND_MEMBERSHIP: u8 = 2;
 const CMD_WRITE: u8 = 1;
 const CMD_SET_HOLDER: u8 = 2;
 const CMD_CLEAR_HOLDER: u8 = 3;
+const CMD_RESTORE: u8 = 4;
 
 const OP_PUT: u8 = 1;
 const OP_DELETE: u8 = 2;
@@ -138,6 +139,14 @@ pub fn encode_command(cmd: &Command, out: &mut Vec<u8>) {
             out.push(CMD_CLEAR_HOLDER);
             put_u64(out, *node);
         }
+        Command::Restore(pairs) => {
+            out.push(CMD_RESTORE);
+            put_u64(out, pairs.len() as u64);
+            for (key, value) in pairs {
+                put_bytes(out, key.as_bytes());
+                put_bytes(out, value);
+            }
+        }
     }
 }
 
@@ -170,6 +179,14 @@ fn decode_command(r: &mut Reader<'_>) -> Result<Command, DecodeError> {
             value: r.bytes()?.to_vec(),
         })),
         CMD_CLEAR_HOLDER => Ok(Command::ClearHolder { node: r.u64()? }),
+        CMD_RESTORE => {
+            let n = r.u64()? as usize;
+            let mut pairs = Vec::with_capacity(n.min(4096));
+            for _ in 0..n {
+                pairs.push((r.string()?, r.bytes()?.to_vec()));
+            }
+            Ok(Command::Restore(pairs))
+        }
         t => Err(DecodeError(format!("unknown command tag {t}"))),
     }
 }

@@ -46,7 +46,7 @@ use kura_storage::{
     WriteBatch, WriteNotifier,
 };
 use openraft::{ServerState, SnapshotPolicy};
-use redb::{Database, ReadableDatabase};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 pub use codec::{decode_entry, encode_command, encode_entry, DecodeError};
@@ -62,7 +62,7 @@ pub use types::{
     RaftStorageError, Snapshot, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
-use db::{DbError, NodeIdentity, KV, LOG_META, META_NODE};
+use db::{DbError, DbResult, NodeIdentity, KV, LOG_META, META_NODE};
 use state_machine::SmShared;
 use writer::{BatchLimits, Pending, WriteReq};
 
@@ -74,6 +74,9 @@ pub const DEFAULT_SNAPSHOT_THRESHOLD: u64 = 8192;
 pub const DEFAULT_TRAILING_LOGS: u64 = 10_000;
 /// Default byte bound of redb's page cache.
 pub const DEFAULT_CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How long a step-down waits for another node to take over leadership.
+pub const STEP_DOWN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Name of the database file inside the raft directory.
 pub const DB_FILE: &str = "kura.redb";
@@ -197,6 +200,8 @@ struct Inner {
     id: NodeId,
     name: String,
     max_value_bytes: usize,
+    /// The raft directory (snapshot exports and restores are staged here).
+    dir: PathBuf,
     db: RwLock<Option<Arc<Database>>>,
     writer: Mutex<Option<mpsc::Sender<WriteReq>>>,
     notify: broadcast::Sender<WriteBatch>,
@@ -364,6 +369,7 @@ impl RaftBackend {
                 name: ident.name,
                 // Values are framed with 32-bit lengths.
                 max_value_bytes: opts.max_value_bytes.min(u32::MAX as usize),
+                dir: opts.path.clone(),
                 db: RwLock::new(Some(db)),
                 writer: Mutex::new(Some(tx)),
                 notify,
@@ -597,6 +603,97 @@ impl RaftBackend {
             }
         };
         Ok(m.snapshot)
+    }
+
+    /// Every key and value of the state machine as of one consistent read, in the snapshot file
+    /// format (see the `snapshot` module): what `sys/storage/raft/snapshot` hands out.
+    pub async fn export_snapshot(&self) -> Result<Vec<u8>> {
+        let db = self.database()?;
+        let staging = self
+            .inner
+            .dir
+            .join(format!("export-{}.tmp", uuid::Uuid::new_v4().simple()));
+        tokio::task::spawn_blocking(move || -> DbResult<Vec<u8>> {
+            let result = (|| -> DbResult<Vec<u8>> {
+                let txn = db.begin_read()?;
+                let (applied, membership) = {
+                    let meta = txn.open_table(db::SM_META)?;
+                    let applied: Option<LogId> =
+                        db::get_json::<Option<LogId>, _>(&meta, db::SM_APPLIED)?.flatten();
+                    let membership: StoredMembership =
+                        db::get_json(&meta, db::SM_MEMBERSHIP)?.unwrap_or_default();
+                    (applied, membership)
+                };
+                let header = snapshot::SnapshotHeader {
+                    meta: SnapshotMeta {
+                        last_log_id: applied,
+                        last_membership: membership,
+                        snapshot_id: format!("export-{}", uuid::Uuid::new_v4().simple()),
+                    },
+                    holder: None,
+                };
+                let mut w = snapshot::SnapshotWriter::create(&staging, &header)?;
+                let kv = txn.open_table(KV)?;
+                for item in kv.iter()? {
+                    let (k, v) = item?;
+                    w.record(k.value(), v.value())?;
+                }
+                w.finish()?;
+                Ok(std::fs::read(&staging)?)
+            })();
+            let _ = std::fs::remove_file(&staging);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Io(e.to_string()))?
+        .map_err(|e| e.to_storage())
+    }
+
+    /// Checks a snapshot made by [`Self::export_snapshot`] (format and checksum) and returns
+    /// its keys and values, in key order. Nothing is changed.
+    pub async fn read_snapshot(&self, data: Vec<u8>) -> Result<Vec<(String, Vec<u8>)>> {
+        self.check_open()?;
+        let staging = self
+            .inner
+            .dir
+            .join(format!("restore-{}.tmp", uuid::Uuid::new_v4().simple()));
+        tokio::task::spawn_blocking(move || -> std::io::Result<Vec<(String, Vec<u8>)>> {
+            let result = (|| {
+                std::fs::write(&staging, &data)?;
+                drop(data);
+                let (mut reader, _header) = snapshot::SnapshotReader::open(&staging)?;
+                let mut pairs = Vec::new();
+                while let Some(pair) = reader.next()? {
+                    pairs.push(pair);
+                }
+                Ok(pairs)
+            })();
+            let _ = std::fs::remove_file(&staging);
+            result
+        })
+        .await
+        .map_err(|e| StorageError::Io(e.to_string()))?
+        .map_err(|e| StorageError::Corrupt(format!("invalid snapshot: {e}")))
+    }
+
+    /// Replaces every key and value of the cluster with `pairs` (from [`Self::read_snapshot`])
+    /// through the raft log; returns the index at which the restore was applied. Membership and
+    /// the HA holder are not part of a restore.
+    pub async fn restore_snapshot(&self, pairs: Vec<(String, Vec<u8>)>) -> Result<u64> {
+        self.check_open()?;
+        for (key, value) in &pairs {
+            validate_key(key)?;
+            if value.len() > self.inner.max_value_bytes {
+                return Err(StorageError::ValueTooLarge {
+                    key: key.clone(),
+                    size: value.len(),
+                    limit: self.inner.max_value_bytes,
+                });
+            }
+        }
+        self.inner
+            .submit(Pending::Other(Command::Restore(pairs)))
+            .await
     }
 
     /// Applies `ops` atomically through the raft log and returns the log index at which they
@@ -893,6 +990,41 @@ impl HaLock for RaftHaLock {
         {
             Ok(_) | Err(StorageError::NotLeader) | Err(StorageError::Unavailable(_)) => Ok(()),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Hands leadership to another voter: clears the holder record, then stops sending
+    /// heartbeats so that the followers' leader lease runs out and one of them is elected
+    /// (openraft 0.9 has no leadership transfer). Heartbeats resume once another node leads, or
+    /// after [`STEP_DOWN_TIMEOUT`] if none does.
+    async fn step_down(&self) -> Result<bool> {
+        let inner = &self.0;
+        let voters: Vec<NodeId> = inner
+            .raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        self.release().await?;
+        if voters.iter().all(|v| *v == inner.id) {
+            return Ok(false);
+        }
+        let id = inner.id;
+        inner.raft.runtime_config().heartbeat(false);
+        let moved = inner
+            .raft
+            .wait(Some(STEP_DOWN_TIMEOUT))
+            .metrics(|m| !leads(m, id), "another node leads")
+            .await;
+        inner.raft.runtime_config().heartbeat(true);
+        match moved {
+            Ok(_) => Ok(true),
+            Err(_) => {
+                tracing::warn!("step-down: no other node took over leadership");
+                Ok(false)
+            }
         }
     }
 

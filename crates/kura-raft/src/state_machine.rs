@@ -104,6 +104,36 @@ fn apply_ops(kv: &mut redb::Table<'_, &'static str, &'static [u8]>, ops: &[Op]) 
     Ok(())
 }
 
+/// Replaces the whole key-value table with `pairs` (sorted by key); returns the keys whose
+/// value changed (added, modified or removed), sorted.
+fn replace_all(
+    kv: &mut redb::Table<'_, &'static str, &'static [u8]>,
+    pairs: &[(String, Vec<u8>)],
+) -> DbResult<Vec<String>> {
+    let mut old_keys = Vec::new();
+    for item in kv.iter()? {
+        let (k, _) = item?;
+        old_keys.push(k.value().to_string());
+    }
+    let mut changed = Vec::new();
+    for (key, value) in pairs {
+        let old = kv.insert(key.as_str(), value.as_slice())?;
+        if old.is_none_or(|o| o.value() != value.as_slice()) {
+            changed.push(key.clone());
+        }
+    }
+    let mut n = pairs.iter().map(|(k, _)| k.as_str()).peekable();
+    for key in old_keys {
+        while n.next_if(|k| *k < key.as_str()).is_some() {}
+        if n.peek() != Some(&key.as_str()) {
+            kv.remove(key.as_str())?;
+            changed.push(key);
+        }
+    }
+    changed.sort();
+    Ok(changed)
+}
+
 /// Applies `entries` in one non-fsynced commit; returns each entry's index and written keys.
 fn apply_entries(db: &Database, entries: &[Entry]) -> DbResult<Vec<(u64, Vec<String>)>> {
     let mut txn = db.begin_write()?;
@@ -132,6 +162,7 @@ fn apply_entries(db: &Database, entries: &[Entry]) -> DbResult<Vec<(u64, Vec<Str
                                 meta.remove(SM_HOLDER)?;
                             }
                         }
+                        Command::Restore(pairs) => keys = replace_all(&mut kv, pairs)?,
                     }
                 }
                 EntryPayload::Membership(m) => {

@@ -116,6 +116,8 @@ pub enum Command {
         /// The node that releases the lock.
         node: NodeId,
     },
+    /// Replaces every key and value with these (a restored snapshot), keys in ascending order.
+    Restore(Vec<(String, Vec<u8>)>),
 }
 
 impl Command {
@@ -126,7 +128,8 @@ impl Command {
                 .iter()
                 .flat_map(|t| t.iter().map(|op| op.key().to_string()))
                 .collect(),
-            Command::SetHolder(_) | Command::ClearHolder { .. } => Vec::new(),
+            // A restore reports the keys it changed when it is applied.
+            Command::SetHolder(_) | Command::ClearHolder { .. } | Command::Restore(_) => Vec::new(),
         }
     }
 }

@@ -157,6 +157,13 @@ pub trait HaLock: Send + Sync {
     async fn release(&self) -> Result<()>;
     /// The value advertised by the current holder, if any.
     async fn holder(&self) -> Result<Option<Vec<u8>>>;
+    /// Gives the lock up so that another node takes it (`sys/step-down`). Returns `true` when
+    /// another node may take it over (the caller then leaves it to them for a while), `false`
+    /// when no other node can (the caller takes it again). The default releases the lock.
+    async fn step_down(&self) -> Result<bool> {
+        self.release().await?;
+        Ok(true)
+    }
 }
 
 /// Validates a storage key: non-empty, no leading `/`, no `..` segments, no NUL.
