@@ -220,6 +220,7 @@ fn factories() -> BTreeMap<String, BackendFactory> {
     );
     f.insert("userpass".into(), Arc::new(kura_auth::userpass_factory));
     f.insert("approle".into(), Arc::new(kura_auth::approle_factory));
+    f.insert("pki".into(), Arc::new(kura_pki::pki_factory));
     f.insert("transit".into(), Arc::new(kura_transit::transit_factory));
     f
 }
