@@ -347,7 +347,7 @@ fn table() -> PathTable<P> {
         ),
         (
             PathSpec::new(
-                "random(?:/(?P<source>[^/0-9][^/]*))?(?:/(?P<urlbytes>[^/]+))?",
+                "random(?:/(?P<source>[^/]+)(?:/(?P<urlbytes>[^/]+))?)?",
                 w,
                 "Generate random bytes",
             )
@@ -973,14 +973,9 @@ impl TransitBackend {
                 if exportable == Some(true) {
                     s.exportable = true;
                 }
-                match allow_backup {
-                    Some(true) => s.allow_plaintext_backup = true,
-                    Some(false) if s.allow_plaintext_backup => {
-                        return Err(bad(
-                            "allow_plaintext_backup cannot be disabled once enabled",
-                        ))
-                    }
-                    _ => {}
+                // Like exportability, plaintext backups cannot be turned off once allowed.
+                if allow_backup == Some(true) {
+                    s.allow_plaintext_backup = true;
                 }
                 if let Some(p) = rotate {
                     check_rotate_period(p.as_secs())?;
@@ -1001,6 +996,11 @@ impl TransitBackend {
         let min = f.int("min_available_version")?;
         let key = self
             .modify(name, "invalid key name", |s| {
+                if s.min_encryption_version == 0 {
+                    return Err(bad(
+                        "minimum available version cannot be set when minimum encryption version is not set",
+                    ));
+                }
                 if min <= 0 {
                     return Err(bad("minimum available version should be positive"));
                 }
@@ -1551,16 +1551,24 @@ impl TransitBackend {
     // ---- utilities ---------------------------------------------------------------------------
 
     fn random(f: &FieldData) -> Result<Option<Response>> {
-        let source = f.string("source")?;
+        // `random/<x>` is a source when it names one, a byte count otherwise.
+        let (source, url_bytes) = match (f.opt_string("source")?, f.opt_string("urlbytes")?) {
+            (Some(s), None) if !matches!(s.as_str(), "platform" | "seal" | "all") => {
+                (String::from("platform"), Some(s))
+            }
+            (s, b) => (s.unwrap_or_else(|| "platform".into()), b),
+        };
         if !matches!(source.as_str(), "" | "platform" | "seal" | "all") {
             return Err(bad(format!(
                 "unsupported entropy source {source:?}; must be \"platform\" or \"seal\", or \"all\""
             )));
         }
-        let bytes = match f.opt_string("urlbytes")?.filter(|s| !s.is_empty()) {
-            Some(s) => s
-                .parse::<i64>()
-                .map_err(|e| bad(format!("error parsing url-set byte count: {e}")))?,
+        let bytes = match url_bytes.filter(|s| !s.is_empty()) {
+            Some(s) => s.parse::<i64>().map_err(|_| {
+                bad(format!(
+                    "error parsing url-set byte count: strconv.Atoi: parsing {s:?}: invalid syntax"
+                ))
+            })?,
             None => f.int("bytes")?,
         };
         if bytes < 1 {
@@ -1745,7 +1753,7 @@ impl TransitBackend {
         self.storage
             .put_json("config/cache", &json!({"size": size}))
             .await?;
-        Ok(None)
+        Ok(data(json!({"size": size})))
     }
 
     async fn config_keys(&self, op: Operation, f: &FieldData) -> Result<Option<Response>> {

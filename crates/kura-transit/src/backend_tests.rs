@@ -142,6 +142,20 @@ async fn create_validates() {
     assert!(m.contains("at least an hour"));
     let (_, m) = err(&b, "keys/x", json!({"key_size": 8})).await;
     assert!(m.contains("key_size is not valid"));
+    write(&b, "keys/t", json!({})).await;
+    assert!(err(&b, "keys/t/trim", json!({"min_available_version": 1}))
+        .await
+        .1
+        .contains("minimum encryption version is not set"));
+    let cfg = write(&b, "keys/t/config", json!({"allow_plaintext_backup": true})).await;
+    assert_eq!(cfg["allow_plaintext_backup"], true);
+    let cfg = write(
+        &b,
+        "keys/t/config",
+        json!({"allow_plaintext_backup": false}),
+    )
+    .await;
+    assert_eq!(cfg["allow_plaintext_backup"], true, "cannot be turned off");
     let h = write(&b, "keys/h", json!({"type": "hmac", "key_size": 64})).await;
     assert_eq!(h["key_size"], 64);
     assert!(h.get("keys").is_none());
@@ -421,6 +435,10 @@ async fn rotation_min_versions_and_rewrap() {
         .1
         .contains("no existing key named zz"));
     // Trim.
+    assert!(err(&b, "keys/e/trim", json!({"min_available_version": 1}))
+        .await
+        .1
+        .contains("invalid key name"));
     assert!(err(&b, "keys/k/trim", json!({"min_available_version": 3}))
         .await
         .1
@@ -636,6 +654,12 @@ async fn datakey_random_hash() {
             .len(),
         8
     );
+    assert!(err(&b, "random/abc", json!({}))
+        .await
+        .1
+        .contains("error parsing url-set byte count"));
+    let r = write(&b, "random/seal", json!({})).await;
+    assert!(r["random_bytes"].is_string());
     assert!(err(&b, "random/foo/8", json!({}))
         .await
         .1
