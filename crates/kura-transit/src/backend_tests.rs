@@ -241,6 +241,27 @@ async fn every_encryption_type_round_trips() {
 async fn derived_keys_need_the_right_context() {
     let (b, _) = backend();
     write(&b, "keys/d", json!({"derived": true})).await;
+    write(
+        &b,
+        "keys/de",
+        json!({"type": "ed25519", "derived": true, "exportable": true}),
+    )
+    .await;
+    let pk = b
+        .handle(&req(Operation::Read, "export/public-key/de", json!({})))
+        .await
+        .unwrap()
+        .unwrap()
+        .data
+        .unwrap();
+    assert_eq!(
+        pk["keys"]["1"].as_str().unwrap().len(),
+        44,
+        "base public key exported"
+    );
+    let sign = write(&b, "sign/de", json!({"input": HELLO, "context": "YWJj"})).await;
+    assert!(sign["public_key"].is_string());
+    assert_ne!(sign["public_key"], pk["keys"]["1"]);
     let (_, m) = err(&b, "encrypt/d", json!({"plaintext": HELLO})).await;
     assert!(m.starts_with("missing 'context' for key derivation"));
     let ct = write(

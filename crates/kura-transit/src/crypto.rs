@@ -342,7 +342,8 @@ fn rsa_hash_index(h: HashAlg) -> CResult<u8> {
         HashAlg::Sha2_384 => Ok(1),
         HashAlg::Sha2_512 => Ok(2),
         other => Err(format!(
-            "unsupported hash algorithm {other:?} for RSA signatures; use sha2-256, sha2-384 or sha2-512"
+            "unsupported hash algorithm {} for RSA signatures; use sha2-256, sha2-384 or sha2-512",
+            other.name()
         )),
     }
 }

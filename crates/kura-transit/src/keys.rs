@@ -368,12 +368,13 @@ pub fn load_version(
         }
         KeyType::Hmac => Material::Hmac,
         KeyType::Ed25519 => {
+            let pair = Ed25519KeyPair::from_seed_unchecked(&secret).map_err(|_| bad("Ed25519"))?;
+            // The base key's public half: reads of a derived key show none (each context has
+            // its own), but it can still be exported.
+            public_raw = pair.public_key().as_ref().to_vec();
             if derived {
                 Material::Ed25519Derived
             } else {
-                let pair =
-                    Ed25519KeyPair::from_seed_unchecked(&secret).map_err(|_| bad("Ed25519"))?;
-                public_raw = pair.public_key().as_ref().to_vec();
                 public_key = b64(&public_raw);
                 Material::Ed25519(pair)
             }

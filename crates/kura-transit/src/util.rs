@@ -181,6 +181,21 @@ impl HashAlg {
         })
     }
 
+    /// OpenBao's name of the algorithm.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashAlg::Sha1 => "sha1",
+            HashAlg::Sha2_224 => "sha2-224",
+            HashAlg::Sha2_256 => "sha2-256",
+            HashAlg::Sha2_384 => "sha2-384",
+            HashAlg::Sha2_512 => "sha2-512",
+            HashAlg::Sha3_256 => "sha3-256",
+            HashAlg::Sha3_384 => "sha3-384",
+            HashAlg::Sha3_512 => "sha3-512",
+            HashAlg::None => "none",
+        }
+    }
+
     /// The digest algorithm, `None` for [`HashAlg::None`].
     pub fn digest(self) -> Option<&'static digest::Algorithm> {
         Some(match self {
@@ -294,6 +309,9 @@ mod tests {
     fn hash_names() {
         assert_eq!(HashAlg::parse("sha2-256"), Some(HashAlg::Sha2_256));
         assert_eq!(HashAlg::parse("meow"), None);
+        for n in ["sha1", "sha2-224", "sha3-512", "none"] {
+            assert_eq!(HashAlg::parse(n).unwrap().name(), n);
+        }
         assert_eq!(HashAlg::Sha2_512.hash(b"x").len(), 64);
         assert!(HashAlg::Sha3_256.hmac().is_none());
     }
