@@ -548,9 +548,20 @@ impl LogicalBackend for PkiBackend {
     }
 
     fn forwards_on_standby(&self, path: &str, _op: Operation) -> bool {
-        // Issuing from a role that stores certificates writes; everything else that writes
-        // fails with ReadOnly on a standby and is forwarded then.
-        self.table.forwards(path)
+        // Issuing from a role that stores certificates writes: when the role is known, send
+        // the request to the active node up front instead of signing twice. Anything else that
+        // writes fails with the typed ReadOnly error on a standby and is forwarded then.
+        if self.table.forwards(path) {
+            return true;
+        }
+        let segs: Vec<&str> = path.split('/').collect();
+        let role = match segs.as_slice() {
+            ["issue" | "sign", role] => Some(*role),
+            ["issuer", _, "issue" | "sign", role] => Some(*role),
+            _ => None,
+        };
+        role.and_then(|r| self.caches.role(r))
+            .is_some_and(|r| !r.no_store)
     }
 
     fn special_paths(&self) -> SpecialPaths {

@@ -520,6 +520,10 @@ async fn no_store_issue_writes_nothing() {
     .await
     .unwrap_err();
     assert!(e.is_read_only());
+    // Once the storing role is known, such requests go to the active node up front.
+    assert!(b.forwards_on_standby("issue/store", Operation::Update));
+    assert!(b.forwards_on_standby("issuer/default/sign/store", Operation::Update));
+    assert!(!b.forwards_on_standby("issue/fast", Operation::Update));
     st.set_read_only(false);
 }
 
