@@ -125,6 +125,17 @@ async fn build_storage(
     })?;
     match storage.kind.as_str() {
         "inmem" => Ok((Arc::new(InmemBackend::new()), None)),
+        "postgresql" => {
+            // Options as OpenBao hands them over (strings); BAO_PG_CONNECTION_URL was applied
+            // by the configuration already.
+            let opts: BTreeMap<String, String> = kura_postgres::KNOWN_OPTIONS
+                .iter()
+                .filter_map(|k| Some((k.to_string(), storage.option_str(k)?)))
+                .collect();
+            let opts = kura_postgres::PostgresOptions::from_map(&opts)?;
+            let backend = kura_postgres::PostgresBackend::connect(opts).await?;
+            Ok((Arc::new(backend), None))
+        }
         "raft" => {
             let raft_cfg = storage
                 .raft()
@@ -189,7 +200,7 @@ async fn build_storage(
             ))
         }
         other => {
-            bail!("storage type {other:?} is not supported by Kura yet (supported: raft, inmem)")
+            bail!("storage type {other:?} is not supported by Kura yet (supported: raft, postgresql, inmem)")
         }
     }
 }
@@ -331,7 +342,10 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     let (physical, raft) = build_storage(&cfg, cluster_bind).await?;
     let storage_name = physical.name();
     let ha = physical.ha_lock().is_some();
-    let cached: Arc<dyn Backend> = if cfg.disable_cache {
+    // An HA backend that does not report the other nodes' writes (PostgreSQL) cannot keep a
+    // read cache coherent across a change of active node: no cache there.
+    let uncacheable = ha && physical.write_notifier().is_none();
+    let cached: Arc<dyn Backend> = if cfg.disable_cache || uncacheable {
         physical
     } else {
         let bytes = cfg.cache_size.map_or(DEFAULT_CACHE_BYTES, |n| n as usize);
