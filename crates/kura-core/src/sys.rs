@@ -1380,6 +1380,9 @@ async fn unmount(core: &Core, rt: &Arc<Runtime>, path: &str, kind: MountKind) ->
     else {
         return Ok(());
     };
+    // Secrets leased from this mount are revoked while its backend can still undo them.
+    core.revoke_lease_prefix(rt, &target.entry.route_path(), true)
+        .await?;
     let remaining: Vec<Arc<Mounted>> = router
         .all()
         .iter()

@@ -1003,3 +1003,28 @@ async fn generate_root_token_and_rekey() {
     }
     assert!(!h.core.is_sealed());
 }
+
+#[tokio::test]
+async fn unmount_revokes_the_mounts_leases() {
+    let (h, revoked, _keys) = lease_harness().await;
+    for p in ["creds/a", "creds/b"] {
+        h.call(Operation::Read, p, &h.root, json!({}))
+            .await
+            .unwrap();
+    }
+    h.call(Operation::Delete, "sys/mounts/creds", &h.root, json!({}))
+        .await
+        .unwrap();
+    let mut got = revoked.lock().unwrap().clone();
+    got.sort();
+    assert_eq!(got, vec!["a", "b"], "the backend undid both secrets");
+    let r = h
+        .call(
+            Operation::List,
+            "sys/leases/lookup/creds/",
+            &h.root,
+            json!({}),
+        )
+        .await;
+    assert!(r.is_err() || r.unwrap().data.is_none(), "no leases left");
+}
