@@ -24,35 +24,55 @@ pub fn server_url() -> String {
                 return url.trim().to_string();
             }
         }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let dir = std::env::temp_dir().join(format!("kura-pg-{}-{nanos}", std::process::id()));
-        let out = std::process::Command::new("bash")
-            .arg(script())
-            .arg("start")
-            .arg(&dir)
-            .arg("--watch-pid")
-            .arg(std::process::id().to_string())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .expect("running scripts/postgres");
-        assert!(
-            out.status.success(),
-            "scripts/postgres start failed (PostgreSQL 15 is required for these tests; \
-             scripts/install-test-deps installs it):\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout)
-            .expect("URL")
-            .lines()
-            .last()
-            .expect("scripts/postgres printed no URL")
-            .trim()
-            .to_string()
+        start_server(false).url
     })
     .clone()
+}
+
+/// A server started by [`start_server`]; it stops (and its directory goes) once this test
+/// process has exited.
+pub struct StartedServer {
+    /// Its connection URL (`sslmode=disable`).
+    pub url: String,
+    /// Its directory; with TLS, `tls/ca.pem` there is the CA of its certificate (issued for
+    /// `localhost` and `127.0.0.1`).
+    pub dir: std::path::PathBuf,
+}
+
+/// Starts a new server through `scripts/postgres start`, with TLS when `ssl`.
+pub fn start_server(ssl: bool) -> StartedServer {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let dir = std::env::temp_dir().join(format!("kura-pg-{}-{nanos}", std::process::id()));
+    let mut cmd = std::process::Command::new("bash");
+    cmd.arg(script())
+        .arg("start")
+        .arg(&dir)
+        .arg("--watch-pid")
+        .arg(std::process::id().to_string());
+    if ssl {
+        cmd.arg("--ssl");
+    }
+    let out = cmd
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("running scripts/postgres");
+    assert!(
+        out.status.success(),
+        "scripts/postgres start failed (PostgreSQL 15 is required for these tests; \
+         scripts/install-test-deps installs it):\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let url = String::from_utf8(out.stdout)
+        .expect("URL")
+        .lines()
+        .last()
+        .expect("scripts/postgres printed no URL")
+        .trim()
+        .to_string();
+    StartedServer { url, dir }
 }
 
 /// `url` with its database name replaced by `db`.

@@ -419,3 +419,71 @@ async fn wal_position_advances_with_writes() {
     let after = b.current_wal_lsn().await.unwrap();
     assert!(after > before, "{before} -> {after}");
 }
+
+#[tokio::test]
+async fn tls_follows_sslmode_against_a_real_server() {
+    let server = kura_postgres::testing::start_server(true);
+    let port = server
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let ca = server.dir.join("tls/ca.pem");
+    let not_a_ca = server.dir.join("tls/server.pem");
+    let base = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+    let ssl_in_use = "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()";
+
+    // Encrypted without verification (libpq's require and prefer), and verified.
+    for url in [
+        format!("{base}?sslmode=require"),
+        base.clone(),
+        format!("{base}?sslmode=verify-ca&sslrootcert={}", ca.display()),
+        format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display()),
+        format!(
+            "postgres://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+            ca.display()
+        ),
+    ] {
+        let rows = query_text(&url, ssl_in_use).await;
+        assert_eq!(rows[0][0].as_deref(), Some("t"), "{url}");
+    }
+    let rows = query_text(&format!("{base}?sslmode=disable"), ssl_in_use).await;
+    assert_eq!(rows[0][0].as_deref(), Some("f"));
+
+    // The backend works over a verified connection.
+    let b = backend(
+        &format!("{base}?sslmode=verify-full&sslrootcert={}", ca.display()),
+        true,
+    )
+    .await;
+    b.put("tls/k", b"v".to_vec()).await.unwrap();
+    assert_eq!(b.get("tls/k").await.unwrap(), Some(b"v".to_vec()));
+
+    // A certificate from an unknown CA is refused.
+    let mut o = PostgresOptions::new(format!(
+        "{base}?sslmode=verify-full&sslrootcert={}",
+        not_a_ca.display()
+    ));
+    o.skip_create_table = true;
+    assert!(PostgresBackend::connect(o).await.is_err());
+    // A name the certificate does not carry: refused by verify-full, accepted by verify-ca.
+    let by_other_name = |mode: &str| {
+        format!(
+            "host=db.invalid hostaddr=127.0.0.1 port={port} user=postgres dbname=postgres \
+             sslmode={mode} sslrootcert={}",
+            ca.display()
+        )
+    };
+    assert!(
+        PostgresBackend::connect(PostgresOptions::new(by_other_name("verify-full")))
+            .await
+            .is_err()
+    );
+    PostgresBackend::connect(PostgresOptions::new(by_other_name("verify-ca")))
+        .await
+        .expect("verify-ca ignores the host name");
+}
