@@ -770,3 +770,312 @@ fn step_down_moves_leadership_and_the_old_node_stays_a_standby() {
     );
     drop(c);
 }
+
+/// The `X-Vault-Index` header of a response.
+fn index_of(headers: &[(String, String)]) -> String {
+    headers
+        .iter()
+        .find(|(n, _)| n == "x-vault-index")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no X-Vault-Index in {headers:?}"))
+}
+
+/// A request carrying an `X-Vault-Index`; `local_only` adds `X-Vault-No-Request-Forwarding`,
+/// so the answer is the standby's own (a forward would be a 307 instead).
+fn call_at(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    index: &str,
+    local_only: bool,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut headers = vec![("X-Vault-Index", index)];
+    if local_only {
+        headers.push(("X-Vault-No-Request-Forwarding", "true"));
+    }
+    let (st, _, body) = request(addr, method, path, token, &headers, body);
+    (st, body)
+}
+
+#[test]
+fn standbys_serve_reads_and_follow_every_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = three_node_cluster(dir.path());
+    let addrs = c.addrs();
+    let root = c.token.as_str();
+    let a = wait_for(15, "exactly one active node", || single_active(&addrs));
+    let active = addrs[a];
+    let standby = addrs[(a + 1) % 3];
+    // Writes on the active node; each answer's index is what the client brings next.
+    let write = |method: &str, path: &str, token: &str, body: Option<&Value>| -> String {
+        let (st, hdrs, b) = request(active, method, path, token, &[], body);
+        assert!(st == 200 || st == 204, "{method} {path}: {st} {b}");
+        index_of(&hdrs)
+    };
+    let local = |path: &str, token: &str, index: &str| {
+        call_at(standby, "GET", path, token, index, true, None)
+    };
+
+    // A health check on a read-serving standby: 429, standby.
+    let (st, h) = health(standby).unwrap();
+    assert_eq!(st, 429, "{h}");
+    assert_eq!(h["standby"], true);
+
+    // A new mount, and a secret in it, read on the standby itself.
+    let idx = write(
+        "POST",
+        "/v1/sys/mounts/secret",
+        root,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    let (st, body) = local("/v1/sys/mounts/secret/tune", root, &idx);
+    assert_eq!(st, 200, "new mount on the standby: {body}");
+    let idx = write(
+        "PUT",
+        "/v1/secret/data/app",
+        root,
+        Some(&json!({"data": {"v": "one"}})),
+    );
+    let (st, body) = local("/v1/secret/data/app", root, &idx);
+    assert_eq!(
+        (st, &body["data"]["data"]["v"]),
+        (200, &json!("one")),
+        "{body}"
+    );
+    // The engine's own cache follows an update.
+    let idx = write(
+        "PUT",
+        "/v1/secret/data/app",
+        root,
+        Some(&json!({"data": {"v": "two"}})),
+    );
+    let (st, body) = local("/v1/secret/data/app", root, &idx);
+    assert_eq!(
+        (st, &body["data"]["data"]["v"]),
+        (200, &json!("two")),
+        "{body}"
+    );
+
+    // A tuned mount, and a kv-v2 configuration change.
+    let idx = write(
+        "POST",
+        "/v1/sys/mounts/secret/tune",
+        root,
+        Some(&json!({"default_lease_ttl": "1h", "description": "tuned"})),
+    );
+    let (st, body) = local("/v1/sys/mounts/secret/tune", root, &idx);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["default_lease_ttl"], 3600, "{body}");
+    let idx = write(
+        "POST",
+        "/v1/secret/config",
+        root,
+        Some(&json!({"max_versions": 7})),
+    );
+    let (st, body) = local("/v1/secret/config", root, &idx);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["max_versions"], 7, "{body}");
+
+    // A new auth method.
+    let idx = write(
+        "POST",
+        "/v1/sys/auth/userpass",
+        root,
+        Some(&json!({"type": "userpass"})),
+    );
+    let (st, body) = local("/v1/sys/auth", root, &idx);
+    assert_eq!(st, 200, "{body}");
+    assert!(body["data"].get("userpass/").is_some(), "{body}");
+
+    // A policy change takes effect on the standby.
+    write(
+        "PUT",
+        "/v1/sys/policies/acl/reader",
+        root,
+        Some(&json!({"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }"})),
+    );
+    let (st, created) = call(
+        active,
+        "POST",
+        "/v1/auth/token/create",
+        root,
+        Some(&json!({"policies": ["reader"]})),
+    );
+    assert_eq!(st, 200, "{created}");
+    let user = created["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let idx = write(
+        "PUT",
+        "/v1/sys/policies/acl/reader",
+        root,
+        Some(
+            &json!({"policy": "path \"secret/data/app\" { capabilities = [\"read\"] }\npath \"secret/data/other\" { capabilities = [\"read\"] }"}),
+        ),
+    );
+    let (st, body) = local("/v1/secret/data/app", &user, &idx);
+    assert_eq!(st, 200, "{body}");
+    let idx = write(
+        "PUT",
+        "/v1/sys/policies/acl/reader",
+        root,
+        Some(&json!({"policy": "path \"secret/data/other\" { capabilities = [\"read\"] }"})),
+    );
+    let (st, _) = local("/v1/secret/data/app", &user, &idx);
+    assert_eq!(st, 403, "the changed policy no longer allows the read");
+
+    // A revoked token stops working on the standby, given the index of the revocation.
+    let idx = write(
+        "POST",
+        "/v1/auth/token/revoke",
+        root,
+        Some(&json!({"token": user})),
+    );
+    let (st, _) = local("/v1/secret/data/other", &user, &idx);
+    assert_eq!(
+        st, 403,
+        "a revoked token must not work after the revoke returned"
+    );
+
+    // A rotated barrier key: data written under the new term reads on the standby.
+    write("POST", "/v1/sys/rotate", root, None);
+    let idx = write(
+        "PUT",
+        "/v1/secret/data/app",
+        root,
+        Some(&json!({"data": {"v": "after-rotate"}})),
+    );
+    let (st, body) = local("/v1/secret/data/app", root, &idx);
+    assert_eq!(
+        (st, &body["data"]["data"]["v"]),
+        (200, &json!("after-rotate")),
+        "{body}"
+    );
+
+    // A removed mount is gone on the standby.
+    let idx = write("DELETE", "/v1/sys/mounts/secret", root, None);
+    let (st, _) = local("/v1/secret/data/app", root, &idx);
+    assert_eq!(st, 404);
+
+    // Writes sent to the standby are forwarded, with large bodies intact.
+    let idx = write(
+        "POST",
+        "/v1/sys/mounts/big",
+        root,
+        Some(&json!({"type": "kv"})),
+    );
+    let big: String = (0..10 * 1024 * 1024)
+        .map(|i| char::from(b'a' + (i % 26) as u8))
+        .collect();
+    let (st, body) = call_at(
+        standby,
+        "PUT",
+        "/v1/big/blob",
+        root,
+        &idx,
+        false,
+        Some(&json!({"value": big})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let (st, body) = call(active, "GET", "/v1/big/blob", root, None);
+    assert_eq!(st, 200);
+    assert!(
+        body["data"]["value"].as_str() == Some(big.as_str()),
+        "10 MiB body damaged"
+    );
+
+    // An index the standby cannot reach: fail → 412; by default the request is forwarded.
+    use base64::Engine as _;
+    let (_, leader) = call(active, "GET", "/v1/sys/leader", "", None);
+    let _ = leader;
+    let (_, hdrs, _) = request(active, "GET", "/v1/sys/mounts", root, &[], None);
+    let ours: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(index_of(&hdrs))
+            .unwrap(),
+    )
+    .unwrap();
+    let future = base64::engine::general_purpose::STANDARD
+        .encode(json!({"cluster": ours["cluster"], "value": "999999999"}).to_string());
+    let (st, _, _) = request(
+        standby,
+        "GET",
+        "/v1/big/blob",
+        root,
+        &[("X-Vault-Index", &future), ("X-Vault-Inconsistent", "fail")],
+        None,
+    );
+    assert_eq!(st, 412);
+    let (st, _, _) = request(
+        standby,
+        "GET",
+        "/v1/big/blob",
+        root,
+        &[("X-Vault-Index", &future)],
+        None,
+    );
+    assert_eq!(st, 200, "forwarded to the active node");
+    drop(c);
+}
+
+#[test]
+fn readers_on_standbys_never_see_older_data_than_their_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = three_node_cluster(dir.path());
+    let addrs: Vec<String> = c.addrs().iter().map(|s| s.to_string()).collect();
+    let root = c.token.clone();
+    let a = wait_for(15, "exactly one active node", || {
+        single_active(&addrs.iter().map(String::as_str).collect::<Vec<_>>())
+    });
+    let active = addrs[a].clone();
+    let (st, body) = call(
+        &active,
+        "POST",
+        "/v1/sys/mounts/secret",
+        &root,
+        Some(&json!({"type": "kv", "options": {"version": "2"}})),
+    );
+    assert_eq!(st, 204, "{body}");
+    let (tx, rx) = std::sync::mpsc::channel::<(u64, String)>();
+    let writer = {
+        let active = active.clone();
+        let root = root.clone();
+        std::thread::spawn(move || {
+            for n in 1..=150u64 {
+                let (st, hdrs, body) = request(
+                    &active,
+                    "PUT",
+                    "/v1/secret/data/counter",
+                    &root,
+                    &[],
+                    Some(&json!({"data": {"n": n}})),
+                );
+                assert_eq!(st, 200, "{body}");
+                tx.send((n, index_of(&hdrs))).unwrap();
+            }
+        })
+    };
+    let standbys: Vec<String> = (0..3)
+        .filter(|i| *i != a)
+        .map(|i| addrs[i].clone())
+        .collect();
+    let mut checked = 0;
+    for (n, idx) in rx {
+        for s in &standbys {
+            let (st, body) = call_at(s, "GET", "/v1/secret/data/counter", &root, &idx, true, None);
+            assert_eq!(st, 200, "{body}");
+            let seen = body["data"]["data"]["n"].as_u64().unwrap();
+            assert!(
+                seen >= n,
+                "standby {s} served n={seen} after the client saw n={n}"
+            );
+            checked += 1;
+        }
+    }
+    writer.join().unwrap();
+    assert_eq!(checked, 300);
+    drop(c);
+}

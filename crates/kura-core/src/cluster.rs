@@ -650,7 +650,7 @@ impl Core {
             .await
             .map_err(crate::view::barrier_err)?;
         *self.leader_cache.lock().expect("leader cache lock") = None;
-        self.deactivate().await;
+        self.drop_runtime().await;
         let rebuilt = match self.advertise().await {
             Ok(()) => self.activate().await,
             Err(e) => Err(e),

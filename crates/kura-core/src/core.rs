@@ -168,6 +168,10 @@ pub struct Core {
         std::sync::Mutex<Option<(String, crate::cluster::LeaderAdvertisement)>>,
     /// When this node last became active (RFC 3339).
     pub(crate) active_time: RwLock<Option<String>>,
+    /// The storage index up to which a standby has invalidated its caches.
+    pub(crate) invalidated: watch::Sender<u64>,
+    /// The invalidation manager, while unsealed with HA.
+    pub(crate) invalidation: std::sync::Mutex<Option<crate::invalidation::InvalidationTask>>,
 }
 
 impl Core {
@@ -200,6 +204,8 @@ impl Core {
             join: tokio::sync::Mutex::new(None),
             leader_cache: std::sync::Mutex::new(None),
             active_time: RwLock::new(None),
+            invalidated: watch::channel(0).0,
+            invalidation: std::sync::Mutex::new(None),
         })
     }
 
@@ -226,6 +232,11 @@ impl Core {
     /// The storage index this node has applied (0 without an indexed backend).
     pub fn applied_index(&self) -> u64 {
         self.physical.indexed().map_or(0, |i| i.applied_index())
+    }
+
+    /// True when the storage has an applied index (raft): responses carry `X-Vault-Index`.
+    pub fn indexed_storage(&self) -> bool {
+        self.physical.indexed().is_some()
     }
 
     /// The physical backend's name (`raft`, `inmem`).
@@ -465,14 +476,17 @@ impl Core {
         }
     }
 
-    /// Builds the runtime (router, stores, expiration, audit) and goes active.
-    pub(crate) async fn activate(&self) -> Result<()> {
+    /// Builds the runtime over the stored tables. `read_only`: for a read-serving standby —
+    /// nothing is written (no default policy, no token salt) and no expiration task runs.
+    pub(crate) async fn build_runtime(&self, read_only: bool) -> Result<Arc<Runtime>> {
         let core_view = BarrierView::new(self.barrier.clone(), "");
         let policies = Arc::new(PolicyStore::new(BarrierView::new(
             self.barrier.clone(),
             "sys/policy/",
         )));
-        policies.ensure_default().await?;
+        if !read_only {
+            policies.ensure_default().await?;
+        }
         let tokens =
             Arc::new(TokenStore::open(BarrierView::new(self.barrier.clone(), "sys/token/")).await?);
         let mut mounts: Vec<MountEntry> = core_view
@@ -510,15 +524,26 @@ impl Core {
         tokens.set_lease_revoker(Arc::new(crate::leases::TokenLeaseRevoker {
             core: self.self_ref.clone(),
         }));
-        let expiration = Expiration::start(tokens.clone(), &leases, self.self_ref.clone()).await?;
-        let runtime = Arc::new(Runtime {
+        let expiration = if read_only {
+            Expiration::passive()
+        } else {
+            Expiration::start(tokens.clone(), &leases, self.self_ref.clone()).await?
+        };
+        Ok(Arc::new(Runtime {
             router: RwLock::new(Arc::new(Router::new(mounted))),
             system_mount,
             tokens,
             policies,
             expiration,
             leases,
-        });
+        }))
+    }
+
+    /// Builds the runtime (router, stores, expiration, audit) and goes active.
+    pub(crate) async fn activate(&self) -> Result<()> {
+        self.drop_runtime().await;
+        self.barrier.set_read_only(false);
+        let runtime = self.build_runtime(false).await?;
         if let Err(e) = self.start_audit().await {
             runtime.expiration.stop();
             return Err(e);
@@ -529,10 +554,8 @@ impl Core {
         Ok(())
     }
 
-    /// Drops the active runtime: the node goes back to standby (still unsealed).
-    pub(crate) async fn deactivate(&self) {
-        self.standby.store(true, Ordering::Relaxed);
-        self.ha.send_replace(HaState::Standby);
+    /// Drops the runtime, if any: stops expiration, cleans the backends up, closes audit.
+    pub(crate) async fn drop_runtime(&self) {
         let runtime = self.runtime.write().expect("runtime lock").take();
         if let Some(rt) = runtime {
             rt.expiration.stop();
@@ -541,6 +564,97 @@ impl Core {
             }
         }
         self.audit.clear();
+    }
+
+    /// Drops the active runtime: the node goes back to standby (still unsealed), serving reads
+    /// unless `disable_standby_reads`.
+    pub(crate) async fn deactivate(&self) {
+        self.standby.store(true, Ordering::Relaxed);
+        self.barrier.set_read_only(true);
+        self.ha.send_replace(HaState::Standby);
+        self.drop_runtime().await;
+        self.serve_standby_reads().await;
+    }
+
+    /// On a standby: builds a read-only runtime and serves reads from local storage; every
+    /// write fails with the typed read-only error and is forwarded to the active node.
+    pub(crate) async fn serve_standby_reads(&self) {
+        if self.config.disable_standby_reads || self.physical.write_notifier().is_none() {
+            return;
+        }
+        self.barrier.set_read_only(true);
+        let runtime = match self.build_runtime(true).await {
+            Ok(rt) => rt,
+            Err(e) => {
+                tracing::warn!(error = %e, "this standby cannot serve reads; it forwards everything");
+                return;
+            }
+        };
+        if let Err(e) = self.start_audit().await {
+            tracing::warn!(error = %e, "audit devices did not open: this standby forwards everything");
+            return;
+        }
+        *self.runtime.write().expect("runtime lock") = Some(runtime);
+        if self.current_state() == HaState::Standby {
+            self.ha.send_replace(HaState::ReadServingStandby);
+        }
+    }
+
+    /// A standby saw the mount or auth table change: rebuilds the router, keeping the backends
+    /// of mounts that are still there (their tunables updated), starting new ones and cleaning
+    /// up removed ones.
+    pub(crate) async fn reload_mounts_on_standby(&self, rt: &Arc<Runtime>) -> Result<()> {
+        let core_view = BarrierView::new(self.barrier.clone(), "");
+        let mut entries: Vec<MountEntry> = core_view
+            .get_json(MOUNT_TABLE_KEY)
+            .await?
+            .unwrap_or_else(default_mounts);
+        entries.extend(
+            core_view
+                .get_json::<Vec<MountEntry>>(AUTH_TABLE_KEY)
+                .await?
+                .unwrap_or_else(default_auth),
+        );
+        entries.retain(|e| e.backend_type != "system");
+        let old = rt.router();
+        let mut mounted = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let existing = old.all().iter().find(|m| {
+                m.entry.uuid == entry.uuid
+                    && m.entry.path == entry.path
+                    && m.entry.kind == entry.kind
+                    && m.entry.backend_type == entry.backend_type
+                    && m.entry.options == entry.options
+            });
+            match existing {
+                Some(m) => {
+                    *m.view.config.write().expect("mount config lock") = entry.config.clone();
+                    mounted.push(Arc::new(Mounted {
+                        entry,
+                        backend: m.backend.clone(),
+                        view: m.view.clone(),
+                        special: m.special.clone(),
+                    }));
+                }
+                None => match self.instantiate(entry.clone(), &rt.tokens, &rt.policies) {
+                    Ok(m) => mounted.push(m),
+                    Err(e) => {
+                        tracing::error!(path = %entry.path, error = %e, "failed to start mount on a standby")
+                    }
+                },
+            }
+        }
+        let removed: Vec<Arc<Mounted>> = old
+            .all()
+            .iter()
+            .filter(|m| !mounted.iter().any(|n| Arc::ptr_eq(&n.backend, &m.backend)))
+            .cloned()
+            .collect();
+        *rt.router.write().expect("router lock") = Arc::new(Router::new(mounted));
+        for m in removed {
+            m.backend.cleanup().await;
+        }
+        Ok(())
     }
 
     /// Starts the backend for a mount entry.
@@ -588,19 +702,14 @@ impl Core {
     /// Seals the node: drops the runtime, zeroizes keys.
     pub async fn seal(&self) -> Result<()> {
         self.stop_ha().await;
+        self.stop_invalidation();
         let _guard = self.state_lock.lock().await;
-        let runtime = self.runtime.write().expect("runtime lock").take();
-        if let Some(rt) = runtime {
-            rt.expiration.stop();
-            for m in rt.router().all() {
-                m.backend.cleanup().await;
-            }
-        }
+        self.drop_runtime().await;
         if let Some(lock) = self.physical.ha_lock() {
             let _ = lock.release().await;
         }
-        self.audit.clear();
         self.barrier.seal();
+        self.barrier.set_read_only(false);
         self.reset_unseal().await;
         *self.info.write().expect("info lock") = None;
         *self.leader_cache.lock().expect("leader cache lock") = None;
@@ -620,18 +729,18 @@ impl Core {
         if let Some(resp) = self.handle_unauthenticated_sys(&req).await? {
             return Ok(resp);
         }
-        match self.current_state() {
-            HaState::Active => {}
-            HaState::Sealed => return Err(LogicalError::Sealed),
-            HaState::Standby | HaState::ReadServingStandby => {
-                return Err(LogicalError::Coded {
+        let on_standby =
+            match self.current_state() {
+                HaState::Active => false,
+                HaState::Sealed => return Err(LogicalError::Sealed),
+                HaState::ReadServingStandby => true,
+                HaState::Standby => return Err(LogicalError::Coded {
                     status: 503,
                     message:
                         "this node is a standby: the request must be forwarded to the active node"
                             .into(),
-                })
-            }
-        }
+                }),
+            };
         let rt = self.runtime().ok_or(LogicalError::Sealed)?;
         let router = rt.router();
         let is_sys = req.path == "sys" || req.path.starts_with("sys/");
@@ -730,6 +839,11 @@ impl Core {
 
             token_entry = Some(entry);
         }
+        if on_standby
+            && must_forward_from_standby(&req, mounted.as_deref(), token_entry.as_ref(), is_sys)
+        {
+            return Err(LogicalError::Storage(kura_storage::StorageError::ReadOnly));
+        }
 
         // Audit: fail closed — a request no device can record is refused before it runs.
         // With no device enabled there is nothing to record and no record is built.
@@ -740,7 +854,9 @@ impl Core {
             }
             r
         });
-        if let Some(r) = &record {
+        // A standby records a request only once it knows it served it: a request that turns
+        // out to need a write is forwarded, and the active node records it.
+        if let Some(r) = record.as_ref().filter(|_| !on_standby) {
             self.audit_log_request(r)?;
         }
         let result = if denied {
@@ -749,7 +865,13 @@ impl Core {
             self.execute(&rt, &req, mounted.as_ref(), token_entry, is_sys)
                 .await
         };
+        if on_standby && result.as_ref().is_err_and(|e| e.is_read_only()) {
+            return result;
+        }
         if let Some(r) = &record {
+            if on_standby {
+                self.audit_log_request(r)?;
+            }
             self.audit_log_response(r, &result, mounted.as_deref())?;
         }
         result
@@ -1006,6 +1128,48 @@ pub(crate) fn decode_key(s: &str) -> Result<Vec<u8>> {
     base64::engine::general_purpose::STANDARD
         .decode(s)
         .map_err(|_| LogicalError::bad("'key' must be a valid hex or base64 string"))
+}
+
+/// `sys/` paths a read-serving standby runs itself although the operation is not a read: they
+/// compute an answer without writing.
+const SYS_UPDATES_SERVED_ON_STANDBY: &[&str] = &[
+    "capabilities",
+    "capabilities-self",
+    "capabilities-accessor",
+    "tools/hash",
+    "tools/random",
+    "wrapping/lookup",
+];
+
+/// Whether a read-serving standby hands this request to the active node before running it:
+/// response wrapping, use-limited tokens, writes to `sys/` and auth mounts (logins and their
+/// configuration), and whatever a backend's path table marks as forwarded. Anything else runs
+/// locally and is forwarded only if it tries to write.
+fn must_forward_from_standby(
+    req: &Request,
+    mounted: Option<&Mounted>,
+    token: Option<&TokenEntry>,
+    is_sys: bool,
+) -> bool {
+    if req.wrap_ttl.is_some() || token.is_some_and(|t| t.num_uses > 0) {
+        return true;
+    }
+    let read = matches!(req.operation, Operation::Read | Operation::List);
+    if is_sys {
+        let p = req.relative_path.trim_end_matches('/');
+        return !read
+            && !SYS_UPDATES_SERVED_ON_STANDBY
+                .iter()
+                .any(|s| p == *s || p.starts_with(&format!("{s}/")));
+    }
+    match mounted {
+        Some(m) => {
+            (m.entry.kind == MountKind::Auth && !read)
+                || m.backend
+                    .forwards_on_standby(&req.relative_path, req.operation)
+        }
+        None => !read,
+    }
 }
 
 fn capability_for(op: Operation) -> Capability {

@@ -53,6 +53,15 @@ impl Expiration {
         Ok(exp)
     }
 
+    /// A manager with no task: a read-serving standby's (the active node revokes).
+    pub(crate) fn passive() -> Arc<Self> {
+        Arc::new(Expiration {
+            queue: Mutex::new(BinaryHeap::new()),
+            wake: Notify::new(),
+            stop: tokio::sync::watch::channel(false).0,
+        })
+    }
+
     fn push(&self, at: i64, item: Item) {
         self.queue
             .lock()

@@ -56,6 +56,8 @@ impl Core {
         self.standby
             .store(true, std::sync::atomic::Ordering::Relaxed);
         self.ha.send_replace(HaState::Standby);
+        self.start_invalidation();
+        self.serve_standby_reads().await;
         let (stop, stop_rx) = watch::channel(false);
         let step_down = Arc::new(tokio::sync::Notify::new());
         let handle = tokio::spawn(ha_loop(
@@ -250,12 +252,15 @@ async fn ha_loop(
             if *stop.borrow() {
                 return;
             }
+            // Writes are this node's from now on.
+            c.barrier.set_read_only(false);
             let activated = match c.advertise().await {
                 Ok(()) => c.activate().await,
                 Err(e) => Err(e),
             };
             if let Err(e) = activated {
                 tracing::error!(error = %e, "becoming active failed; stepping back");
+                c.deactivate().await;
                 let _ = lock.release().await;
                 drop(_state);
                 drop(c);
@@ -410,6 +415,7 @@ mod tests {
         });
         let config = CoreConfig {
             api_addr: Some("http://127.0.0.1:8200".into()),
+            disable_standby_reads: true,
             ..CoreConfig::default()
         };
         let core = Core::new(config, physical, BTreeMap::new());
@@ -453,9 +459,17 @@ mod tests {
             cluster_addr: "https://10.0.0.2:8201".into(),
             active_time: String::new(),
         };
+        // (Written as the other node would: a standby's own barrier refuses writes.)
+        assert!(view
+            .put("probe", b"x".to_vec())
+            .await
+            .unwrap_err()
+            .is_read_only());
+        core.barrier.set_read_only(false);
         view.put_json(&format!("{LEADER_PREFIX}other"), &other)
             .await
             .unwrap();
+        core.barrier.set_read_only(true);
         let (lost, _) = watch::channel(false);
         *lock.held.lock().unwrap() = Some((b"other".to_vec(), lost));
         assert_eq!(core.leader_advertisement().await, Some(other));

@@ -7,6 +7,7 @@ pub mod cluster;
 mod core;
 mod expiration;
 mod ha;
+pub mod invalidation;
 mod leases;
 mod mounts;
 mod policy_store;

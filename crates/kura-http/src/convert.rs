@@ -7,10 +7,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Method, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
-use kura_core::Core;
+use kura_core::{Core, HaState};
 use kura_logical::{LogicalError, Map, Operation, Request, Response};
 use serde_json::{json, Value};
 
+use crate::spool::Spool;
 use crate::ListenerSettings;
 
 /// OpenBao's default `max_request_size`: 32 MiB.
@@ -169,20 +170,41 @@ where
     };
     let path = percent_decode(path);
     let mut body = Some(body);
-    let ready: Option<Bytes> =
-        if core.current_state().is_standby() && !crate::forward::local_on_standby(&path) {
-            if forwarded {
-                return crate::forward::not_active();
+    let state = core.current_state();
+    let local = crate::forward::local_on_standby(&path);
+    if forwarded && state.is_standby() && !local {
+        return crate::forward::not_active();
+    }
+    // A read-serving standby runs the request itself unless its client has seen a newer index
+    // than this node has taken in (and does not accept to fail).
+    let mut serving_standby = state == HaState::ReadServingStandby && !local;
+    let mut forward_now = state == HaState::Standby && !local;
+    if serving_standby {
+        if let Some(wanted) = requested_index(&parts.headers, &core) {
+            if !core.wait_consistent(wanted, CONSISTENCY_WAIT).await {
+                let inconsistent = parts
+                    .headers
+                    .get("x-vault-inconsistent")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("forward-active-node");
+                if inconsistent.eq_ignore_ascii_case("fail") {
+                    return error_response(412, vec!["required index state not present".into()]);
+                }
+                serving_standby = false;
+                forward_now = true;
             }
-            let body = body.take().expect("body not read yet");
-            match crate::forward::on_standby(core.clone(), settings, peer, &parts, body).await {
-                crate::forward::StandbyOutcome::Answered(resp) => return resp,
-                // The node became active while the request waited: serve it here.
-                crate::forward::StandbyOutcome::NowActive(bytes) => Some(bytes),
-            }
-        } else {
-            None
-        };
+        }
+    }
+    let ready: Option<Bytes> = if forward_now {
+        let body = body.take().expect("body not read yet");
+        match crate::forward::on_standby(core.clone(), settings, peer, &parts, body).await {
+            crate::forward::StandbyOutcome::Answered(resp) => return resp,
+            // The node became active while the request waited: serve it here.
+            crate::forward::StandbyOutcome::NowActive(bytes) => Some(bytes),
+        }
+    } else {
+        None
+    };
     let query = parts.uri.query().map(parse_query).unwrap_or_default();
     let is_head = parts.method == Method::HEAD;
     let list_param = query
@@ -200,6 +222,7 @@ where
     };
     let raw_body_wanted = operation == Operation::Update && takes_raw_body(&path);
     let mut raw_body = None;
+    let mut spool: Option<Spool> = None;
     let data = if matches!(operation, Operation::Update | Operation::Patch) {
         let limit = if raw_body_wanted {
             settings.max_request_size.max(MAX_SNAPSHOT_BYTES)
@@ -225,7 +248,7 @@ where
                 return error_response(400, vec![format!("failed to read request body: {e}")]);
             }
         };
-        if raw_body_wanted {
+        let parsed = if raw_body_wanted {
             raw_body = Some(std::sync::Arc::new(bytes.to_vec()));
             Map::new()
         } else if bytes.iter().all(|b| b.is_ascii_whitespace()) {
@@ -244,7 +267,11 @@ where
                     return error_response(400, vec![format!("failed to parse JSON input: {e}")])
                 }
             }
+        };
+        if serving_standby {
+            spool = Some(Spool::keep(bytes, crate::spool::MEMORY_LIMIT));
         }
+        parsed
     } else {
         let mut q = query;
         q.remove("list");
@@ -283,10 +310,36 @@ where
     creq.namespace = header("x-vault-namespace").unwrap_or_default();
     creq.remote_addr = Some(peer.ip());
     creq.wrap_ttl = wrap_ttl;
-    creq.headers = parts.headers;
     creq.raw_body = raw_body;
-
-    let result = core.handle_request(creq).await;
+    let result = if serving_standby {
+        creq.headers = parts.headers.clone();
+        let retry = creq.clone();
+        match core.handle_request(creq).await {
+            Err(e) if e.is_read_only() => {
+                // The request needs a write: the active node runs it, with the body replayed.
+                let bytes = match spool.take().map(Spool::replay).transpose() {
+                    Ok(b) => b.unwrap_or_default(),
+                    Err(e) => {
+                        return error_response(
+                            500,
+                            vec![format!("replaying the request body: {e}")],
+                        )
+                    }
+                };
+                let body = Full::new(bytes);
+                match crate::forward::on_standby(core.clone(), settings, peer, &parts, body).await {
+                    crate::forward::StandbyOutcome::Answered(resp) => return resp,
+                    crate::forward::StandbyOutcome::NowActive(_) => {
+                        core.handle_request(retry).await
+                    }
+                }
+            }
+            other => other,
+        }
+    } else {
+        creq.headers = parts.headers;
+        core.handle_request(creq).await
+    };
     let mut resp = match result {
         Ok(r) => render(&request_id, r),
         Err(e) => {
@@ -296,10 +349,53 @@ where
             logical_error(&e)
         }
     };
+    if let Some(index) = index_header(&core) {
+        resp.headers_mut().insert("x-vault-index", index);
+    }
     if is_head {
         *resp.body_mut() = Full::new(Bytes::new());
     }
     resp
+}
+
+/// How long a standby waits to catch up with an index a client brings.
+const CONSISTENCY_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The index a client brings in `X-Vault-Index` (base64 of
+/// `{"cluster":"<id>","value":"<index>"}`), if it names this cluster.
+fn requested_index(headers: &http::HeaderMap, core: &Core) -> Option<u64> {
+    use base64::Engine as _;
+    let raw = headers.get("x-vault-index")?.to_str().ok()?;
+    let json = base64::engine::general_purpose::STANDARD
+        .decode(raw.trim())
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw.trim()))
+        .ok()?;
+    let v: Value = serde_json::from_slice(&json).ok()?;
+    let cluster = core.cluster_info()?.id;
+    if v["cluster"].as_str() != Some(cluster.as_str()) {
+        return None;
+    }
+    match &v["value"] {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_u64(),
+        _ => None,
+    }
+}
+
+/// The `X-Vault-Index` header of a response: this node's consistent index, for indexed
+/// storage.
+fn index_header(core: &Core) -> Option<HeaderValue> {
+    use base64::Engine as _;
+    if !core.indexed_storage() {
+        return None;
+    }
+    let cluster = core.cluster_info()?.id;
+    let json = format!(
+        "{{\"cluster\":\"{}\",\"value\":\"{}\"}}",
+        cluster,
+        core.consistent_index()
+    );
+    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).ok()
 }
 
 /// Renders a core response in the JSON envelope.

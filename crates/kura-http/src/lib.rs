@@ -4,6 +4,7 @@
 
 mod convert;
 mod forward;
+mod spool;
 mod tls;
 
 use std::net::SocketAddr;

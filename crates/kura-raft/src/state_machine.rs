@@ -186,7 +186,7 @@ impl SmShared {
         let mut last = None;
         for (index, keys) in notes {
             last = Some(index);
-            let _ = self.notify.send(WriteBatch { index, keys });
+            let _ = self.notify.send(WriteBatch::new(index, keys));
         }
         if let Some(index) = last {
             self.applied.send_replace(index);

@@ -311,13 +311,7 @@ async fn write_notifications_in_commit_order() {
     assert!(start < i1 && i1 < i2);
 
     let first = rx.recv().await.unwrap();
-    assert_eq!(
-        first,
-        WriteBatch {
-            index: i1,
-            keys: vec!["n/1".into()]
-        }
-    );
+    assert_eq!(first, WriteBatch::new(i1, vec!["n/1".into()]));
     let second = rx.recv().await.unwrap();
     assert_eq!(second.index, i2);
     assert_eq!(second.keys, vec!["n/2", "n/1"]);

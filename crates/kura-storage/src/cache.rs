@@ -32,6 +32,9 @@ struct Shared {
     limit: usize,
     /// Highest inner index whose invalidations have been applied to the cache.
     applied: watch::Sender<u64>,
+    /// The inner backend's write batches, passed on once the cache has dropped their keys, so
+    /// that a subscriber (the invalidation manager) never re-reads a stale cached value.
+    relay: broadcast::Sender<crate::WriteBatch>,
 }
 
 impl Shared {
@@ -99,6 +102,7 @@ impl CachedBackend {
             }),
             limit: limit_bytes.max(4096),
             applied,
+            relay: broadcast::channel(4096).0,
         });
         let mut follows_inner = false;
         if let Some(notifier) = inner.write_notifier() {
@@ -132,6 +136,9 @@ async fn follow(mut rx: broadcast::Receiver<crate::WriteBatch>, shared: std::syn
         };
         match msg {
             Ok(batch) => {
+                if batch.reset {
+                    shared.clear();
+                }
                 for key in &batch.keys {
                     shared.invalidate(key);
                 }
@@ -143,8 +150,17 @@ async fn follow(mut rx: broadcast::Receiver<crate::WriteBatch>, shared: std::syn
                         false
                     }
                 });
+                let _ = shared.relay.send(batch);
             }
-            Err(broadcast::error::RecvError::Lagged(_)) => shared.clear(),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                shared.clear();
+                let index = *shared.applied.borrow();
+                let _ = shared.relay.send(crate::WriteBatch {
+                    index,
+                    keys: Vec::new(),
+                    reset: true,
+                });
+            }
             Err(broadcast::error::RecvError::Closed) => return,
         }
     }
@@ -205,7 +221,11 @@ impl Backend for CachedBackend {
     }
 
     fn write_notifier(&self) -> Option<Arc<dyn WriteNotifier>> {
-        self.inner.write_notifier()
+        if self.follows_inner {
+            Some(Arc::new(CacheRelay(self.shared.clone())))
+        } else {
+            self.inner.write_notifier()
+        }
     }
 
     fn indexed(&self) -> Option<Arc<dyn Indexed>> {
@@ -214,6 +234,15 @@ impl Backend for CachedBackend {
         } else {
             self.inner.indexed()
         }
+    }
+}
+
+/// Write batches of the inner backend, relayed after the cache dropped their keys.
+struct CacheRelay(Arc<Shared>);
+
+impl WriteNotifier for CacheRelay {
+    fn subscribe(&self) -> broadcast::Receiver<crate::WriteBatch> {
+        self.0.relay.subscribe()
     }
 }
 

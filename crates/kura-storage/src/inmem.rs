@@ -68,7 +68,7 @@ impl InmemBackend {
             }
             // Bump the index while still holding the write lock so batches are ordered.
             let next = *self.inner.index.borrow() + 1;
-            let _ = self.inner.notify.send(WriteBatch { index: next, keys });
+            let _ = self.inner.notify.send(WriteBatch::new(next, keys));
             self.inner.index.send_replace(next);
             next
         };

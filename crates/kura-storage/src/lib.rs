@@ -123,6 +123,20 @@ pub struct WriteBatch {
     pub index: u64,
     /// The keys written or deleted.
     pub keys: Vec<String>,
+    /// True when the sender lost track of some writes (a lagging subscriber upstream): any key
+    /// may have changed, so every cache must be dropped.
+    pub reset: bool,
+}
+
+impl WriteBatch {
+    /// A batch of `keys` written at `index`.
+    pub fn new(index: u64, keys: Vec<String>) -> Self {
+        WriteBatch {
+            index,
+            keys,
+            reset: false,
+        }
+    }
 }
 
 /// Capability: reports every key written, in commit order, with its index.
