@@ -955,6 +955,68 @@ fn standbys_serve_reads_and_follow_every_change() {
         "{body}"
     );
 
+    // PKI issuance from a no_store role and transit encryption run on the standby itself.
+    write("POST", "/v1/sys/mounts/pki", root, Some(&json!({"type": "pki"})));
+    write(
+        "POST",
+        "/v1/pki/root/generate/internal",
+        root,
+        Some(&json!({"common_name": "standby.test", "key_type": "ec", "key_bits": 256, "ttl": "87600h"})),
+    );
+    let idx = write(
+        "POST",
+        "/v1/pki/roles/web",
+        root,
+        Some(&json!({"allow_any_name": true, "no_store": true, "key_type": "ec", "key_bits": 256, "ttl": "1h"})),
+    );
+    let (st, body) = call_at(
+        standby,
+        "POST",
+        "/v1/pki/issue/web",
+        root,
+        &idx,
+        true,
+        Some(&json!({"common_name": "app.standby.test"})),
+    );
+    assert_eq!(st, 200, "no_store issuance on the standby: {body}");
+    assert!(body["data"]["certificate"]
+        .as_str()
+        .unwrap_or("")
+        .starts_with("-----BEGIN CERTIFICATE-----"));
+    write("POST", "/v1/sys/mounts/transit", root, Some(&json!({"type": "transit"})));
+    let idx = write("POST", "/v1/transit/keys/k", root, None);
+    let (st, body) = call_at(
+        standby,
+        "POST",
+        "/v1/transit/encrypt/k",
+        root,
+        &idx,
+        true,
+        Some(&json!({"plaintext": "aGVsbG8="})),
+    );
+    assert_eq!(st, 200, "transit encryption on the standby: {body}");
+    let ct = body["data"]["ciphertext"].as_str().unwrap().to_string();
+    let (st, body) = call(
+        active,
+        "POST",
+        "/v1/transit/decrypt/k",
+        root,
+        Some(&json!({"ciphertext": ct})),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["plaintext"], "aGVsbG8=");
+    // A write sent to the standby without forwarding allowed is redirected, not run there.
+    let (st, _) = call_at(
+        standby,
+        "POST",
+        "/v1/transit/keys/other",
+        root,
+        &idx,
+        true,
+        None,
+    );
+    assert_eq!(st, 307);
+
     // A removed mount is gone on the standby.
     let idx = write("DELETE", "/v1/sys/mounts/secret", root, None);
     let (st, _) = local("/v1/secret/data/app", root, &idx);
