@@ -1185,9 +1185,41 @@ fn capability_for(op: Operation) -> Capability {
 
 /// Matches a path against special-path patterns (a trailing `*` is a prefix match).
 pub(crate) fn matches_any(patterns: &[String], path: &str) -> bool {
-    patterns.iter().any(|p| match p.strip_suffix('*') {
-        Some(prefix) => path.starts_with(prefix),
-        None => path == p || path.trim_end_matches('/') == p,
+    patterns.iter().any(|p| special_path_matches(p, path))
+}
+
+/// One special-path pattern: a trailing `*` matches any rest, and a `+` segment matches exactly
+/// one non-empty path segment (`issuer/+/pem`), as in OpenBao.
+fn special_path_matches(pattern: &str, path: &str) -> bool {
+    let (pattern, prefix) = match pattern.strip_suffix('*') {
+        Some(p) => (p, true),
+        None => (pattern, false),
+    };
+    if !pattern.contains('+') {
+        return if prefix {
+            path.starts_with(pattern)
+        } else {
+            path == pattern || path.trim_end_matches('/') == pattern
+        };
+    }
+    let path = if prefix {
+        path
+    } else {
+        path.trim_end_matches('/')
+    };
+    let wanted: Vec<&str> = pattern.split('/').collect();
+    let segments: Vec<&str> = path.split('/').collect();
+    if segments.len() < wanted.len() || (!prefix && segments.len() != wanted.len()) {
+        return false;
+    }
+    wanted.iter().zip(&segments).enumerate().all(|(i, (w, s))| {
+        if *w == "+" {
+            !s.is_empty()
+        } else if prefix && i + 1 == wanted.len() {
+            s.starts_with(w)
+        } else {
+            s == w
+        }
     })
 }
 
@@ -1266,6 +1298,15 @@ mod tests {
         assert!(matches_any(&pats, "exact"));
         assert!(!matches_any(&pats, "exactly"));
         assert!(!matches_any(&pats, "logi"));
+
+        let plus = vec!["issuer/+/pem".to_string(), "issuer/+/crl/*".to_string()];
+        assert!(matches_any(&plus, "issuer/default/pem"));
+        assert!(matches_any(&plus, "issuer/default/pem/"));
+        assert!(!matches_any(&plus, "issuer//pem"));
+        assert!(!matches_any(&plus, "issuer/a/b/pem"));
+        assert!(!matches_any(&plus, "issuer/default/der"));
+        assert!(matches_any(&plus, "issuer/x/crl/pem"));
+        assert!(!matches_any(&plus, "issuer/x/crl"));
     }
 
     #[test]
