@@ -113,7 +113,7 @@ struct RaftParts {
     tls: Arc<kura_cluster::ClusterTls>,
     retry_join: Vec<String>,
     voter: bool,
-    join_tls: plane::JoinTls,
+    join_tls: Vec<(String, plane::JoinTls)>,
 }
 
 async fn build_storage(
@@ -155,17 +155,33 @@ async fn build_storage(
                 .iter()
                 .filter_map(|r| r.leader_api_addr.clone())
                 .collect();
-            let join_tls = raft_cfg
-                .retry_join
-                .iter()
-                .find(|r| r.leader_api_addr.is_some())
-                .map(|r| plane::JoinTls {
-                    ca_cert: r.leader_ca_cert_file.clone().map(PathBuf::from),
-                    client_cert: r.leader_client_cert_file.clone().map(PathBuf::from),
-                    client_key: r.leader_client_key_file.clone().map(PathBuf::from),
-                    server_name: r.leader_tls_servername.clone(),
-                })
-                .unwrap_or_default();
+            // TLS for each leader's API: files, or inline PEM written under the raft path.
+            let mut join_tls = Vec::new();
+            for (i, r) in raft_cfg.retry_join.iter().enumerate() {
+                let Some(addr) = r.leader_api_addr.clone() else {
+                    continue;
+                };
+                let pem = |file: &Option<String>, inline: &Option<String>, name: &str| {
+                    join_pem(&path, i, name, file, inline)
+                };
+                join_tls.push((
+                    addr,
+                    plane::JoinTls {
+                        ca_cert: pem(&r.leader_ca_cert_file, &r.leader_ca_cert, "ca.pem")?,
+                        client_cert: pem(
+                            &r.leader_client_cert_file,
+                            &r.leader_client_cert,
+                            "client.pem",
+                        )?,
+                        client_key: pem(
+                            &r.leader_client_key_file,
+                            &r.leader_client_key,
+                            "client-key.pem",
+                        )?,
+                        server_name: r.leader_tls_servername.clone(),
+                    },
+                ));
+            }
             let mut opts = kura_raft::RaftOptions::new(&path, node_id);
             opts.api_addr = cfg.api_addr.clone().unwrap_or_default();
             opts.cluster_addr = cfg.cluster_addr.clone().unwrap_or_default();
@@ -181,12 +197,13 @@ async fn build_storage(
                 kura_cluster::ClusterTls::new(throwaway)
                     .map_err(|e| anyhow!("cluster TLS: {e}"))?,
             );
-            let node = kura_cluster::ClusterNode::start(
-                kura_cluster::ClusterNodeOptions::new(opts, cluster_bind),
-                tls.clone(),
-            )
-            .await
-            .map_err(|e| anyhow!("starting raft storage at {path}: {e}"))?;
+            let mut node_opts = kura_cluster::ClusterNodeOptions::new(opts, cluster_bind);
+            // A node that asks to vote joins as a learner; autopilot promotes it once it has
+            // been healthy for `server_stabilization_time`.
+            node_opts.service.promote_on_join = false;
+            let node = kura_cluster::ClusterNode::start(node_opts, tls.clone())
+                .await
+                .map_err(|e| anyhow!("starting raft storage at {path}: {e}"))?;
             let backend: Arc<dyn Backend> = Arc::new(node.backend().clone());
             Ok((
                 backend,
@@ -203,6 +220,40 @@ async fn build_storage(
             bail!("storage type {other:?} is not supported by Kura yet (supported: raft, postgresql, inmem)")
         }
     }
+}
+
+/// A `retry_join` PEM setting as a file: the `*_file` option as given, or the inline PEM
+/// written (owner-only) to `<raft path>/retry-join/<block>/<name>`.
+fn join_pem(
+    raft_path: &str,
+    block: usize,
+    name: &str,
+    file: &Option<String>,
+    inline: &Option<String>,
+) -> anyhow::Result<Option<PathBuf>> {
+    if let Some(f) = file.as_ref().filter(|f| !f.is_empty()) {
+        return Ok(Some(PathBuf::from(f)));
+    }
+    let Some(pem) = inline.as_ref().filter(|p| !p.trim().is_empty()) else {
+        return Ok(None);
+    };
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = PathBuf::from(raft_path)
+        .join("retry-join")
+        .join(block.to_string());
+    std::fs::create_dir_all(&dir).map_err(|e| anyhow!("{}: {e}", dir.display()))?;
+    let target = dir.join(name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&target)
+        .map_err(|e| anyhow!("{}: {e}", target.display()))?;
+    f.write_all(pem.as_bytes())
+        .map_err(|e| anyhow!("{}: {e}", target.display()))?;
+    Ok(Some(target))
 }
 
 /// Where the cluster port listens: the first listener's `cluster_address`, or its port + 1.
@@ -288,11 +339,24 @@ fn listener_settings(l: &kura_config::ListenerConfig) -> anyhow::Result<Listener
         n if n < 0 => usize::MAX,
         n => n as usize,
     };
+    let x_forwarded_for = kura_http::XffSettings::new(
+        &l.x_forwarded_for_authorized_addrs,
+        l.x_forwarded_for_hop_skips,
+        l.x_forwarded_for_reject_not_authorized,
+        l.x_forwarded_for_reject_not_present,
+    )
+    .map_err(|e| {
+        anyhow!(
+            "listener \"tcp\" ({}): x_forwarded_for_authorized_addrs: {e}",
+            l.file
+        )
+    })?;
     Ok(ListenerSettings {
         address,
         tls,
         max_request_size,
         max_request_duration: l.max_request_duration,
+        x_forwarded_for,
     })
 }
 
@@ -372,12 +436,21 @@ async fn serve(args: ServerArgs) -> anyhow::Result<()> {
     };
     let core = Core::new(core_config, cached, factories());
     if let Some(parts) = &raft {
-        let plane = plane::RaftPlane::new(
+        let plane = Arc::new(plane::RaftPlane::new(
             parts.node.clone(),
             parts.tls.clone(),
             parts.join_tls.clone(),
+        ));
+        plane.set_desired_voter(parts.voter);
+        core.set_cluster_plane(plane.clone());
+        parts.node.listener().register(
+            kura_cluster::ALPN_HEARTBEAT,
+            Arc::new(plane::HeartbeatService {
+                echoes: plane.echo_table(),
+            }),
         );
-        core.set_cluster_plane(Arc::new(plane));
+        tokio::spawn(plane::heartbeat_loop(core.clone(), plane.clone()));
+        tokio::spawn(plane::autopilot_loop(Arc::downgrade(&core)));
         parts.node.listener().register(
             kura_cluster::ALPN_FORWARD,
             Arc::new(plane::ForwardService {
@@ -549,6 +622,7 @@ async fn wait_for_shutdown(core: &Core, config_paths: Vec<PathBuf>) {
 /// member reads it from its local copy of the storage when unsealed; a new node receives it by
 /// answering the bootstrap challenge (see `kura_core::cluster`).
 mod plane {
+    use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -556,7 +630,11 @@ mod plane {
     use kura_client::{Client, ClientConfig};
     use kura_cluster::{
         dial, ClusterIdentity, ClusterNode, ClusterTls, FramedStream, PeerInfo, StreamHandler,
-        ALPN_FORWARD,
+        ALPN_FORWARD, ALPN_HEARTBEAT,
+    };
+    use kura_core::autopilot::{
+        Autopilot, AutopilotConfig, AutopilotState, Echo, EchoTable, ServerObservation,
+        ECHO_INTERVAL,
     };
     use kura_core::cluster::{
         BootstrapAnswerReply, BootstrapChallenge, ClusterPlane, ClusterPlaneError,
@@ -594,27 +672,185 @@ mod plane {
         node: Arc<ClusterNode>,
         tls: Arc<ClusterTls>,
         idle: Mutex<Vec<(String, u64, FramedStream)>>,
-        join_tls: JoinTls,
+        /// TLS settings per leader API address (from the `retry_join` blocks).
+        join_tls: Vec<(String, JoinTls)>,
+        /// Standbys' heartbeats received while this node is active.
+        echoes: Arc<EchoTable>,
+        /// Autopilot's memory (used while this node leads).
+        autopilot: Autopilot,
+        /// The raft term in which this node last led, and since when: contact times from
+        /// before are not this leadership's.
+        led_since: Mutex<Option<(u64, tokio::time::Instant)>>,
+        /// Whether this node wants to vote (told to the active node in its heartbeats).
+        desired_voter: AtomicBool,
+    }
+
+    /// Largest heartbeat frame.
+    const MAX_ECHO_FRAME: usize = 64 * 1024;
+
+    /// Serves standbys' heartbeats (`kura-heartbeat/1`): each frame is an [`Echo`], answered
+    /// with an empty JSON object.
+    pub struct HeartbeatService {
+        /// Where echoes are recorded.
+        pub echoes: Arc<EchoTable>,
+    }
+
+    #[async_trait]
+    impl StreamHandler for HeartbeatService {
+        async fn handle(&self, mut stream: FramedStream, peer: PeerInfo) {
+            loop {
+                let frame = match stream.recv().await {
+                    Ok(Some(f)) => f,
+                    Ok(None) | Err(_) => return,
+                };
+                match serde_json::from_slice::<Echo>(&frame) {
+                    Ok(echo) => self.echoes.record(echo),
+                    Err(e) => {
+                        tracing::warn!(peer = %peer.remote_addr, error = %e, "malformed heartbeat");
+                        return;
+                    }
+                }
+                if stream.send_flush(b"{}").await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// On a standby: sends this node's echo to the active node every [`ECHO_INTERVAL`], over
+    /// one kept connection (redialled when the active node or the identity changes).
+    pub async fn heartbeat_loop(core: Arc<Core>, plane: Arc<RaftPlane>) {
+        let mut conn: Option<(String, u64, FramedStream)> = None;
+        let mut ticker = tokio::time::interval(ECHO_INTERVAL);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut state = core.ha_state();
+        loop {
+            // A new standby echoes at once rather than on the next tick.
+            tokio::select! {
+                _ = ticker.tick() => {}
+                r = state.changed() => if r.is_err() { return },
+            }
+            if !core.current_state().is_standby() {
+                conn = None;
+                continue;
+            }
+            let Some(ad) = core.leader_advertisement().await else {
+                continue;
+            };
+            let echo = plane.echo();
+            let Ok(payload) = serde_json::to_vec(&echo) else {
+                continue;
+            };
+            let generation = plane.tls.generation();
+            let reuse =
+                matches!(&conn, Some((a, g, _)) if *a == ad.cluster_addr && *g == generation);
+            if !reuse {
+                conn = match dial(
+                    &plane.tls,
+                    &ad.cluster_addr,
+                    ALPN_HEARTBEAT,
+                    DIAL_TIMEOUT,
+                    MAX_ECHO_FRAME,
+                )
+                .await
+                {
+                    Ok((stream, g)) => Some((ad.cluster_addr.clone(), g, stream)),
+                    Err(e) => {
+                        tracing::debug!(active = %ad.cluster_addr, error = %e, "heartbeat: dialing the active node failed");
+                        None
+                    }
+                };
+            }
+            if let Some((_, _, stream)) = conn.as_mut() {
+                let sent = tokio::time::timeout(DIAL_TIMEOUT, async {
+                    stream.send_flush(&payload).await?;
+                    stream.recv_some().await
+                })
+                .await;
+                if !matches!(sent, Ok(Ok(_))) {
+                    tracing::debug!(active = %ad.cluster_addr, "heartbeat not acknowledged");
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    /// On every node: one autopilot round per [`kura_core::autopilot::TICK`] (it acts only
+    /// on the active node).
+    pub async fn autopilot_loop(core: std::sync::Weak<Core>) {
+        loop {
+            tokio::time::sleep(kura_core::autopilot::TICK).await;
+            let Some(core) = core.upgrade() else { return };
+            core.autopilot_tick().await;
+        }
     }
 
     impl RaftPlane {
         /// A plane over a started cluster node.
-        pub fn new(node: Arc<ClusterNode>, tls: Arc<ClusterTls>, join_tls: JoinTls) -> Self {
+        pub fn new(
+            node: Arc<ClusterNode>,
+            tls: Arc<ClusterTls>,
+            join_tls: Vec<(String, JoinTls)>,
+        ) -> Self {
             RaftPlane {
                 node,
                 tls,
                 idle: Mutex::new(Vec::new()),
                 join_tls,
+                echoes: Arc::new(EchoTable::default()),
+                autopilot: Autopilot::new(),
+                led_since: Mutex::new(None),
+                desired_voter: AtomicBool::new(true),
+            }
+        }
+
+        /// Sets whether this node wants to vote (`retry_join_as_non_voter` clears it).
+        pub fn set_desired_voter(&self, voter: bool) {
+            self.desired_voter.store(voter, Ordering::Relaxed);
+        }
+
+        /// The table of echoes this node records while active.
+        pub fn echo_table(&self) -> Arc<EchoTable> {
+            self.echoes.clone()
+        }
+
+        /// This node's heartbeat.
+        fn echo(&self) -> Echo {
+            let me = self.node.me();
+            let applied = self
+                .node
+                .backend()
+                .metrics()
+                .borrow()
+                .last_applied
+                .map(|l| l.index)
+                .unwrap_or(0);
+            Echo {
+                node_id: me.name.clone(),
+                api_addr: me.api_addr.clone(),
+                cluster_addr: me.cluster_addr.clone(),
+                version: kura_core::VERSION.to_string(),
+                voter: self.desired_voter.load(Ordering::Relaxed),
+                applied_index: applied,
             }
         }
 
         fn client(&self, addr: &str) -> Result<Client, ClusterPlaneError> {
+            // The settings of the block naming this leader; for an address given some other
+            // way (`sys/storage/raft/join`), the first block's.
+            let tls = self
+                .join_tls
+                .iter()
+                .find(|(a, _)| a.trim_end_matches('/') == addr.trim_end_matches('/'))
+                .or(self.join_tls.first())
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default();
             let cfg = ClientConfig {
                 address: addr.to_string(),
-                ca_cert: self.join_tls.ca_cert.clone(),
-                client_cert: self.join_tls.client_cert.clone(),
-                client_key: self.join_tls.client_key.clone(),
-                tls_server_name: self.join_tls.server_name.clone(),
+                ca_cert: tls.ca_cert,
+                client_cert: tls.client_cert,
+                client_key: tls.client_key,
+                tls_server_name: tls.server_name,
                 timeout: Duration::from_secs(10),
                 ..ClientConfig::default()
             };
@@ -750,6 +986,97 @@ mod plane {
                 .collect()
         }
 
+        fn autopilot_evaluate(&self, cfg: &AutopilotConfig) -> Option<AutopilotState> {
+            let backend = self.node.backend();
+            if !backend.is_leader() {
+                *self.led_since.lock().expect("led since") = None;
+                return None;
+            }
+            let m = backend.metrics().borrow().clone();
+            let since = {
+                let mut led = self.led_since.lock().expect("led since");
+                match *led {
+                    Some((term, since)) if term == m.current_term => since,
+                    _ => {
+                        self.autopilot.reset();
+                        let now = tokio::time::Instant::now();
+                        *led = Some((m.current_term, now));
+                        now
+                    }
+                }
+            };
+            let me = backend.node_id();
+            let leader_index = m.last_log_index.unwrap_or(0);
+            let observed: Vec<ServerObservation> = self
+                .node
+                .peers()
+                .into_iter()
+                .map(|p| {
+                    let leader = p.id == me;
+                    let matched = m
+                        .replication
+                        .as_ref()
+                        .and_then(|r| r.get(&p.id).copied().flatten());
+                    let (last_term, last_index) = if leader {
+                        (m.current_term, leader_index)
+                    } else {
+                        matched
+                            .map(|l| (l.leader_id.term, l.index))
+                            .unwrap_or((0, 0))
+                    };
+                    let last_contact = if leader {
+                        Duration::ZERO
+                    } else {
+                        self.node
+                            .last_contact(p.id)
+                            .filter(|c| *c >= since)
+                            .unwrap_or(since)
+                            .elapsed()
+                    };
+                    ServerObservation {
+                        address: kura_cluster::listener::socket_target(&p.node.cluster_addr)
+                            .map(str::to_string)
+                            .unwrap_or_else(|_| p.node.cluster_addr.clone()),
+                        name: p.node.name,
+                        voter: p.voter,
+                        leader,
+                        last_contact,
+                        last_term,
+                        last_index,
+                    }
+                })
+                .collect();
+            let fresh = self.echoes.fresh();
+            let my_name = self.node.me().name.clone();
+            let echo_of = |name: &str| {
+                if name == my_name {
+                    return Some((
+                        self.desired_voter.load(Ordering::Relaxed),
+                        kura_core::VERSION.to_string(),
+                    ));
+                }
+                fresh
+                    .iter()
+                    .find(|(e, _)| e.node_id == name)
+                    .map(|(e, _)| (e.voter, e.version.clone()))
+            };
+            Some(
+                self.autopilot
+                    .evaluate(cfg, &observed, echo_of, std::time::SystemTime::now()),
+            )
+        }
+
+        async fn promote_peer(&self, node_id: &str) -> Result<(), ClusterPlaneError> {
+            self.node
+                .promote(node_id)
+                .await
+                .map_err(|e| ClusterPlaneError::Membership(e.to_string()))
+        }
+
+        fn echoes(&self) -> Vec<(Echo, std::time::SystemTime)> {
+            self.echoes.fresh()
+        }
+
         async fn remove_peer(&self, node_id: &str) -> Result<(), ClusterPlaneError> {
             self.node
                 .remove_peer(node_id, MEMBERSHIP_TIMEOUT)
@@ -762,6 +1089,7 @@ mod plane {
             cluster_addr: &str,
             voter: bool,
         ) -> Result<(), ClusterPlaneError> {
+            self.set_desired_voter(voter);
             self.node
                 .join(cluster_addr, voter, MEMBERSHIP_TIMEOUT)
                 .await

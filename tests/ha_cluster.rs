@@ -200,10 +200,32 @@ fn three_node_cluster(dir: &Path) -> Cluster {
     wait_for(15, "node1 active", || {
         health(&s1.addr).and_then(|(s, _)| (s == 200).then_some(()))
     });
+    // Joined nodes vote once autopilot has seen them healthy for server_stabilization_time
+    // (10 s by default): shortened here, and waited for below.
+    let (st, _) = call(
+        &s1.addr,
+        "POST",
+        "/v1/sys/storage/raft/autopilot/configuration",
+        &token,
+        Some(&json!({ "server_stabilization_time": "1s" })),
+    );
+    assert_eq!(st, 204);
     let s2 = start(&n2);
     let s3 = start(&n3);
     join_and_unseal(&s2, &keys[1..3]);
     join_and_unseal(&s3, &keys[..2]);
+    wait_for(40, "three raft voters", || {
+        let (st, conf) = call(
+            &s1.addr,
+            "GET",
+            "/v1/sys/storage/raft/configuration",
+            &token,
+            None,
+        );
+        let servers = conf["data"]["config"]["servers"].as_array()?.clone();
+        (st == 200 && servers.len() == 3 && servers.iter().all(|s| s["voter"] == true))
+            .then_some(())
+    });
     Cluster {
         specs: vec![n1, n2, n3],
         servers: vec![Some(s1), Some(s2), Some(s3)],
@@ -956,18 +978,27 @@ fn standbys_serve_reads_and_follow_every_change() {
     );
 
     // PKI issuance from a no_store role and transit encryption run on the standby itself.
-    write("POST", "/v1/sys/mounts/pki", root, Some(&json!({"type": "pki"})));
+    write(
+        "POST",
+        "/v1/sys/mounts/pki",
+        root,
+        Some(&json!({"type": "pki"})),
+    );
     write(
         "POST",
         "/v1/pki/root/generate/internal",
         root,
-        Some(&json!({"common_name": "standby.test", "key_type": "ec", "key_bits": 256, "ttl": "87600h"})),
+        Some(
+            &json!({"common_name": "standby.test", "key_type": "ec", "key_bits": 256, "ttl": "87600h"}),
+        ),
     );
     let idx = write(
         "POST",
         "/v1/pki/roles/web",
         root,
-        Some(&json!({"allow_any_name": true, "no_store": true, "key_type": "ec", "key_bits": 256, "ttl": "1h"})),
+        Some(
+            &json!({"allow_any_name": true, "no_store": true, "key_type": "ec", "key_bits": 256, "ttl": "1h"}),
+        ),
     );
     let (st, body) = call_at(
         standby,
@@ -983,7 +1014,12 @@ fn standbys_serve_reads_and_follow_every_change() {
         .as_str()
         .unwrap_or("")
         .starts_with("-----BEGIN CERTIFICATE-----"));
-    write("POST", "/v1/sys/mounts/transit", root, Some(&json!({"type": "transit"})));
+    write(
+        "POST",
+        "/v1/sys/mounts/transit",
+        root,
+        Some(&json!({"type": "transit"})),
+    );
     let idx = write("POST", "/v1/transit/keys/k", root, None);
     let (st, body) = call_at(
         standby,

@@ -22,6 +22,58 @@ pub enum RaftCmd {
     /// Save or restore a snapshot of the cluster's data.
     #[command(subcommand)]
     Snapshot(SnapshotCmd),
+    /// Inspect and configure autopilot.
+    #[command(subcommand)]
+    Autopilot(AutopilotCmd),
+}
+
+/// `operator raft autopilot` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum AutopilotCmd {
+    /// Show the health of the raft servers as autopilot sees it.
+    State(AutopilotReadArgs),
+    /// Show the autopilot configuration.
+    GetConfig(AutopilotReadArgs),
+    /// Change the autopilot configuration.
+    SetConfig(AutopilotSetArgs),
+}
+
+/// Arguments of `operator raft autopilot state|get-config`.
+#[derive(Args, Debug)]
+pub struct AutopilotReadArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    #[command(flatten)]
+    fmt: FormatOpts,
+    /// Unexpected positional arguments (refused).
+    args: Vec<String>,
+}
+
+/// Arguments of `operator raft autopilot set-config`.
+#[derive(Args, Debug)]
+pub struct AutopilotSetArgs {
+    #[command(flatten)]
+    http: HttpOpts,
+    /// Remove dead servers automatically.
+    #[arg(long = "cleanup-dead-servers", num_args = 0..=1, require_equals = true, default_missing_value = "true", value_parser = super::go_bool)]
+    cleanup_dead_servers: Option<bool>,
+    /// Time without leader contact after which a server is unhealthy.
+    #[arg(long = "last-contact-threshold")]
+    last_contact_threshold: Option<String>,
+    /// Time without leader contact after which a server is dead.
+    #[arg(long = "dead-server-last-contact-threshold")]
+    dead_server_last_contact_threshold: Option<String>,
+    /// Log entries a server may trail the leader by and still be healthy.
+    #[arg(long = "max-trailing-logs")]
+    max_trailing_logs: Option<u64>,
+    /// Fewest voters autopilot keeps when it removes dead servers.
+    #[arg(long = "min-quorum")]
+    min_quorum: Option<u64>,
+    /// Time a new server must stay healthy before it may vote.
+    #[arg(long = "server-stabilization-time")]
+    server_stabilization_time: Option<String>,
+    /// Unexpected positional arguments (refused).
+    args: Vec<String>,
 }
 
 /// `operator raft snapshot` subcommands.
@@ -90,6 +142,209 @@ pub async fn raft(ui: &mut Ui, cmd: RaftCmd) -> i32 {
         RaftCmd::RemovePeer(a) => remove_peer(ui, a).await,
         RaftCmd::Snapshot(SnapshotCmd::Save(a)) => snapshot_save(ui, a).await,
         RaftCmd::Snapshot(SnapshotCmd::Restore(a)) => snapshot_restore(ui, a).await,
+        RaftCmd::Autopilot(AutopilotCmd::State(a)) => autopilot_state(ui, a).await,
+        RaftCmd::Autopilot(AutopilotCmd::GetConfig(a)) => autopilot_get_config(ui, a).await,
+        RaftCmd::Autopilot(AutopilotCmd::SetConfig(a)) => autopilot_set_config(ui, a).await,
+    }
+}
+
+/// Reads `path` and returns its `data`, reporting errors as `what`.
+async fn read_data(ui: &mut Ui, http: &HttpOpts, path: &str, what: &str) -> Option<Value> {
+    let client = client_or_report(ui, http)?;
+    match client.request(Method::GET, path, &[], None).await {
+        Ok(r) if r.is_success() => Some(r.json().map(|b| b["data"].clone()).unwrap_or(Value::Null)),
+        Ok(r) => {
+            ui.error(&format!("{what}: {}", r.api_error()));
+            None
+        }
+        Err(e) => {
+            ui.error(&format!("{what}: {e}"));
+            None
+        }
+    }
+}
+
+/// A JSON value as a table cell: strings bare, the rest as JSON.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+async fn autopilot_state(ui: &mut Ui, a: AutopilotReadArgs) -> i32 {
+    ui.format = a.fmt.resolve();
+    if !check_args(ui, &a.args, 0, 0) {
+        return 1;
+    }
+    let Some(d) = read_data(
+        ui,
+        &a.http,
+        "sys/storage/raft/autopilot/state",
+        "Error checking autopilot state",
+    )
+    .await
+    else {
+        return 2;
+    };
+    if ui.format == "json" {
+        // The CLI prints the state with Go's field names, as `bao` does.
+        let mut servers = Map::new();
+        if let Some(m) = d["servers"].as_object() {
+            for (name, s) in m {
+                servers.insert(
+                    name.clone(),
+                    json!({
+                        "ID": s["id"], "Name": s["name"], "Address": s["address"],
+                        "NodeStatus": s["node_status"], "LastContact": s["last_contact"],
+                        "LastTerm": s["last_term"], "LastIndex": s["last_index"],
+                        "Healthy": s["healthy"], "StableSince": s["stable_since"],
+                        "Status": s["status"], "Version": s["version"],
+                        "UpgradeVersion": "", "NodeType": s["node_type"],
+                    }),
+                );
+            }
+        }
+        let out = json!({
+            "Healthy": d["healthy"],
+            "FailureTolerance": d["failure_tolerance"],
+            "Servers": servers,
+            "Leader": d["leader"],
+            "Voters": d["voters"],
+            "NonVoters": d.get("non_voters").cloned().unwrap_or(Value::Null),
+            "Upgrade": Value::Null,
+            "OptimisticFailureTolerance": 0,
+        });
+        return output_json(ui, &out);
+    }
+    let mut lines = vec![
+        format!("Healthy:|{}", cell(&d["healthy"])),
+        format!("Failure Tolerance:|{}", cell(&d["failure_tolerance"])),
+        format!("Leader:|{}", cell(&d["leader"])),
+        "Voters:".to_string(),
+    ];
+    for v in d["voters"].as_array().into_iter().flatten() {
+        lines.push(format!("   {}", cell(v)));
+    }
+    if let Some(nv) = d["non_voters"].as_array() {
+        lines.push("Non Voters:".to_string());
+        for v in nv {
+            lines.push(format!("   {}", cell(v)));
+        }
+    }
+    lines.push("Servers:".to_string());
+    let mut out = super::format::columnize(&lines[..3], "|");
+    out.push('\n');
+    out.push_str(&lines[3..].join("\n"));
+    for (name, s) in d["servers"].as_object().into_iter().flatten() {
+        out.push_str(&format!("\n   {name}"));
+        let rows = [
+            ("Name:", &s["name"]),
+            ("Address:", &s["address"]),
+            ("Status:", &s["status"]),
+            ("Node Status:", &s["node_status"]),
+            ("Healthy:", &s["healthy"]),
+            ("Last Contact:", &s["last_contact"]),
+            ("Last Term:", &s["last_term"]),
+            ("Last Index:", &s["last_index"]),
+            ("Version:", &s["version"]),
+            ("Node Type:", &s["node_type"]),
+        ];
+        for (k, v) in rows {
+            out.push_str(&format!("\n      {k:<19}{}", cell(v)));
+        }
+    }
+    ui.output(&out);
+    0
+}
+
+async fn autopilot_get_config(ui: &mut Ui, a: AutopilotReadArgs) -> i32 {
+    ui.format = a.fmt.resolve();
+    if !check_args(ui, &a.args, 0, 0) {
+        return 1;
+    }
+    let Some(d) = read_data(
+        ui,
+        &a.http,
+        "sys/storage/raft/autopilot/configuration",
+        "Error querying autopilot configuration",
+    )
+    .await
+    else {
+        return 2;
+    };
+    if ui.format == "json" {
+        return output_json(ui, &d);
+    }
+    let rows = [
+        ("Cleanup Dead Servers", "cleanup_dead_servers"),
+        ("Last Contact Threshold", "last_contact_threshold"),
+        (
+            "Dead Server Last Contact Threshold",
+            "dead_server_last_contact_threshold",
+        ),
+        ("Server Stabilization Time", "server_stabilization_time"),
+        ("Min Quorum", "min_quorum"),
+        ("Max Trailing Logs", "max_trailing_logs"),
+    ];
+    let mut lines = vec!["Key|Value".to_string()];
+    for (label, key) in rows {
+        lines.push(format!("{label}|{}", cell(&d[key])));
+    }
+    ui.output(&table_output(&lines, "|"));
+    0
+}
+
+async fn autopilot_set_config(ui: &mut Ui, a: AutopilotSetArgs) -> i32 {
+    if !check_args(ui, &a.args, 0, 0) {
+        return 1;
+    }
+    let Some(client) = client_or_report(ui, &a.http) else {
+        return 2;
+    };
+    let mut body = Map::new();
+    if let Some(b) = a.cleanup_dead_servers {
+        body.insert("cleanup_dead_servers".into(), json!(b));
+    }
+    for (k, v) in [
+        ("last_contact_threshold", &a.last_contact_threshold),
+        (
+            "dead_server_last_contact_threshold",
+            &a.dead_server_last_contact_threshold,
+        ),
+        ("server_stabilization_time", &a.server_stabilization_time),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    for (k, v) in [
+        ("max_trailing_logs", a.max_trailing_logs),
+        ("min_quorum", a.min_quorum),
+    ] {
+        if let Some(v) = v {
+            body.insert(k.into(), json!(v));
+        }
+    }
+    match client
+        .request(
+            Method::PUT,
+            "sys/storage/raft/autopilot/configuration",
+            &[],
+            Some(Value::Object(body)),
+        )
+        .await
+    {
+        Ok(r) if r.is_success() => 0,
+        Ok(r) => {
+            ui.error(&r.api_error().to_string());
+            2
+        }
+        Err(e) => {
+            ui.error(&e.to_string());
+            2
+        }
     }
 }
 

@@ -231,6 +231,17 @@ impl ClusterNode {
         }
     }
 
+    /// Makes the learner named `name` a voter. Only works on the leader (autopilot runs there).
+    pub async fn promote(&self, name: &str) -> Result<(), ClusterError> {
+        self.service.promote(name).await.map_err(ClusterError::from)
+    }
+
+    /// When the member `id` last answered this node's append-entries requests (sent while
+    /// this node leads).
+    pub fn last_contact(&self, id: NodeId) -> Option<Instant> {
+        self.transport.last_contact(id)
+    }
+
     /// Sends a membership request to `start`, following leader hints and retrying transient
     /// failures for at most `timeout`.
     async fn ask_leader<T, F, Fut>(

@@ -28,6 +28,10 @@ pub struct ServiceOptions {
     /// How long the leader waits for a joining node to catch up before it gives up (the node
     /// stays a non-voter; joining again resumes).
     pub catch_up_timeout: Duration,
+    /// Whether a node that asks to join as a voter is promoted as soon as it has caught up.
+    /// When false, it stays a learner and something else (autopilot's server stabilisation)
+    /// promotes it later with [`RaftService::promote`].
+    pub promote_on_join: bool,
 }
 
 impl Default for ServiceOptions {
@@ -35,6 +39,7 @@ impl Default for ServiceOptions {
         ServiceOptions {
             idle_timeout: Duration::from_secs(300),
             catch_up_timeout: Duration::from_secs(60),
+            promote_on_join: true,
         }
     }
 }
@@ -250,7 +255,7 @@ impl RaftService {
             Some(_) => {}
         }
         let mut voter = voters.contains(&req.id);
-        if req.voter && !voter {
+        if req.voter && !voter && self.opts.promote_on_join {
             self.wait_caught_up(req.id).await?;
             tracing::info!(node = %req.node, id = req.id, "promoting raft learner to voter");
             raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([req.id])), true)
@@ -263,6 +268,27 @@ impl RaftService {
             members: self.backend.members(),
             voter,
         })
+    }
+
+    /// Makes the learner named `name` a voter. Only the leader promotes; others answer with a
+    /// leader hint. Promoting a voter changes nothing.
+    pub async fn promote(&self, name: &str) -> Result<(), MembershipError> {
+        let _one_at_a_time = self.membership.lock().await;
+        self.ensure_leader()?;
+        let (nodes, voters) = membership(&self.backend);
+        let Some((&id, _)) = nodes.iter().find(|(_, n)| n.name == name) else {
+            return Err(MembershipError::PeerNotFound(name.to_string()));
+        };
+        if voters.contains(&id) {
+            return Ok(());
+        }
+        tracing::info!(name, id, "promoting raft learner to voter");
+        self.backend
+            .raft()
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), true)
+            .await
+            .map_err(|e| self.write_error(e))?;
+        Ok(())
     }
 
     /// Removes the member named `name` (voter or not) from the cluster. Only the leader

@@ -107,6 +107,9 @@ pub struct ClusterTransport {
     tls: Arc<ClusterTls>,
     opts: TransportOptions,
     pool: Mutex<HashMap<String, Vec<Idle>>>,
+    /// When each peer last answered an append-entries request (heartbeats included): the
+    /// leader's view of its followers' liveness, for autopilot.
+    contacts: Mutex<HashMap<NodeId, Instant>>,
 }
 
 impl std::fmt::Debug for ClusterTransport {
@@ -125,7 +128,18 @@ impl ClusterTransport {
             tls,
             opts,
             pool: Mutex::new(HashMap::new()),
+            contacts: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// When `peer` last answered an append-entries request sent by this node (as leader), if
+    /// it ever did.
+    pub fn last_contact(&self, peer: NodeId) -> Option<Instant> {
+        self.contacts
+            .lock()
+            .expect("contacts lock")
+            .get(&peer)
+            .copied()
     }
 
     /// Idle pooled connections, all peers together.
@@ -433,15 +447,23 @@ impl RaftTransport for ClusterTransport {
             },
         ));
         frames.extend(rpc.entries.iter().map(encode_entry));
-        self.raft_call(
-            RPCTypes::AppendEntries,
-            from,
-            target,
-            node,
-            &frames,
-            &option,
-        )
-        .await
+        let res = self
+            .raft_call(
+                RPCTypes::AppendEntries,
+                from,
+                target,
+                node,
+                &frames,
+                &option,
+            )
+            .await;
+        if res.is_ok() {
+            self.contacts
+                .lock()
+                .expect("contacts lock")
+                .insert(target, Instant::now());
+        }
+        res
     }
 
     async fn vote(

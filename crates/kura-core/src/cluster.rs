@@ -78,6 +78,10 @@ pub struct ForwardedRequest {
     pub body: Vec<u8>,
     /// The client's address as the standby saw it.
     pub remote_addr: String,
+    /// The certificate chain the client presented to the standby over TLS (DER, base64,
+    /// the client's own certificate first); empty without one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub client_cert_chain: Vec<String>,
 }
 
 /// The active node's answer to a [`ForwardedRequest`].
@@ -190,6 +194,25 @@ pub trait ClusterPlane: Send + Sync + 'static {
         server_id: &str,
         answer: &str,
     ) -> std::result::Result<BootstrapAnswerReply, ClusterPlaneError>;
+    /// Autopilot on the leader: observes the raft servers and evaluates them under `cfg`
+    /// (see [`crate::autopilot`]). `None` where autopilot does not run (not the leader, or no
+    /// raft).
+    fn autopilot_evaluate(
+        &self,
+        _cfg: &crate::autopilot::AutopilotConfig,
+    ) -> Option<crate::autopilot::AutopilotState> {
+        None
+    }
+    /// Makes the raft learner `node_id` a voter (autopilot's server stabilisation).
+    async fn promote_peer(&self, _node_id: &str) -> std::result::Result<(), ClusterPlaneError> {
+        Err(ClusterPlaneError::Membership(
+            "promotion is not supported here".into(),
+        ))
+    }
+    /// The standbys' echoes heard lately, with when each arrived (for `sys/ha-status`).
+    fn echoes(&self) -> Vec<(crate::autopilot::Echo, std::time::SystemTime)> {
+        Vec::new()
+    }
 }
 
 /// What the active node advertises at `core/leader/<uuid>`.
@@ -250,6 +273,7 @@ mod tests {
             headers: vec![("x-vault-token".into(), "t".into())],
             body: vec![0, 1, 2, 255],
             remote_addr: "127.0.0.1".into(),
+            client_cert_chain: Vec::new(),
         };
         let back: ForwardedRequest =
             serde_json::from_slice(&serde_json::to_vec(&req).unwrap()).unwrap();
@@ -382,7 +406,7 @@ impl Core {
                 match self.raft_join(addr, voter).await {
                     Ok(()) => return,
                     Err(e) => {
-                        tracing::debug!(leader = %addr, error = %e, "retry_join attempt failed")
+                        tracing::warn!(leader = %addr, error = %e, "retry_join: joining the raft cluster through this leader failed; retrying")
                     }
                 }
             }

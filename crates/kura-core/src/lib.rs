@@ -3,6 +3,7 @@
 //! stores, the system endpoints and the HA state.
 
 mod audit;
+pub mod autopilot;
 pub mod cluster;
 mod core;
 mod expiration;

@@ -59,6 +59,8 @@ enum S {
     RaftSnapshotForce,
     StepDown,
     HaStatus,
+    AutopilotConfiguration,
+    AutopilotState,
 }
 
 use FieldType as T;
@@ -132,6 +134,35 @@ fn table() -> PathTable<S> {
         (
             PathSpec::new("ha-status", &[O::Read], "The nodes of the HA cluster"),
             S::HaStatus,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/autopilot/configuration",
+                &[O::Read, O::Update],
+                "Raft autopilot configuration",
+            )
+            .fields(
+                [
+                    "cleanup_dead_servers",
+                    "last_contact_threshold",
+                    "dead_server_last_contact_threshold",
+                    "max_trailing_logs",
+                    "min_quorum",
+                    "server_stabilization_time",
+                ]
+                .iter()
+                .map(|n| FieldSpec::new(n, T::Raw, ""))
+                .collect(),
+            ),
+            S::AutopilotConfiguration,
+        ),
+        (
+            PathSpec::new(
+                "storage/raft/autopilot/state",
+                &[O::Read],
+                "Raft autopilot state",
+            ),
+            S::AutopilotState,
         ),
         (
             PathSpec::new(
@@ -850,23 +881,55 @@ impl Core {
                     json!({ "config": { "index": self.applied_index(), "servers": servers } }),
                 )))
             }
+            S::AutopilotConfiguration if req.operation == O::Read => {
+                self.cluster_plane().ok_or_else(|| {
+                    LogicalError::bad("raft storage is not in use: autopilot is not available")
+                })?;
+                let cfg = self.autopilot_config().await?;
+                Ok(Some(Response::from_json(cfg.to_api())))
+            }
+            S::AutopilotConfiguration => {
+                self.set_autopilot_config(&req.data).await?;
+                Ok(None)
+            }
+            // Only the active node hears the standbys and runs autopilot: a standby that
+            // serves reads hands these to it.
+            S::AutopilotState | S::HaStatus
+                if self.cluster_plane().is_some() && self.current_state().is_standby() =>
+            {
+                Err(LogicalError::Storage(kura_storage::StorageError::ReadOnly))
+            }
+            S::AutopilotState => Ok(Some(Response::from_json(self.autopilot_state().await?))),
             S::HaStatus => {
                 let nodes: Vec<Value> = match self.cluster_plane() {
-                    Some(plane) => plane
-                        .peers()
-                        .into_iter()
-                        .map(|p| {
-                            json!({
-                                "hostname": p.node_id,
-                                "api_address": p.api_address,
-                                "cluster_address": p.cluster_address,
-                                "active_node": p.leader,
-                                // Standbys do not send heartbeats to the active node yet.
-                                "last_echo": Value::Null,
-                                "version": crate::VERSION,
-                            })
-                        })
-                        .collect(),
+                    // The active node itself, then every standby heard from lately (its
+                    // heartbeats, `last_echo`), as OpenBao lists them.
+                    Some(plane) => {
+                        let me = plane.node_id();
+                        let mut nodes = vec![json!({
+                            "hostname": me,
+                            "api_address": self.config.api_addr.clone().unwrap_or_default(),
+                            "cluster_address":
+                                self.config.cluster_addr.clone().unwrap_or_default(),
+                            "active_node": true,
+                            "last_echo": Value::Null,
+                            "version": crate::VERSION,
+                        })];
+                        for (echo, at) in plane.echoes() {
+                            if echo.node_id == me {
+                                continue;
+                            }
+                            nodes.push(json!({
+                                "hostname": echo.node_id,
+                                "api_address": echo.api_addr,
+                                "cluster_address": echo.cluster_addr,
+                                "active_node": false,
+                                "last_echo": rfc3339(at),
+                                "version": echo.version,
+                            }));
+                        }
+                        nodes
+                    }
                     None => vec![json!({
                         "hostname": self.config.cluster_name.clone().unwrap_or_default(),
                         "api_address": self.config.api_addr.clone().unwrap_or_default(),

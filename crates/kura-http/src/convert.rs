@@ -118,6 +118,12 @@ pub async fn handle(
     peer: SocketAddr,
     req: hyper::Request<Incoming>,
 ) -> HttpResponse {
+    // The client's address: the connection's, or the one X-Forwarded-For names (it is what a
+    // forwarded request carries to the active node too).
+    let peer = match settings.x_forwarded_for.client_addr(peer, req.headers()) {
+        Ok(p) => p,
+        Err(message) => return error_response(400, vec![message]),
+    };
     handle_any(core, settings, peer, req, false).await
 }
 

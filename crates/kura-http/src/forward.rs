@@ -109,6 +109,7 @@ where
         headers,
         body: bytes.to_vec(),
         remote_addr: peer.to_string(),
+        client_cert_chain: Vec::new(),
     };
     // During a change of active node the advertisement may lag behind for a moment: wait
     // (bounded) for an active node that accepts the request rather than failing at once.

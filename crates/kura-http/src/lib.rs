@@ -6,6 +6,7 @@ mod convert;
 mod forward;
 mod spool;
 mod tls;
+mod xff;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio::net::TcpListener;
 pub use convert::{handle, MAX_REQUEST_SIZE_DEFAULT};
 pub use forward::handle_forwarded;
 pub use tls::{load_tls_config, TlsError, TlsSettings};
+pub use xff::{AddrBlock, XffSettings};
 
 /// Settings of one `listener "tcp"`.
 #[derive(Debug, Clone)]
@@ -32,6 +34,8 @@ pub struct ListenerSettings {
     pub max_request_size: usize,
     /// Deadline for one request.
     pub max_request_duration: Duration,
+    /// `X-Forwarded-For` handling (`x_forwarded_for_*`).
+    pub x_forwarded_for: XffSettings,
 }
 
 /// A bound listener, ready to serve.
