@@ -755,3 +755,202 @@ audit "file" "file-audit" {{
     );
     assert_eq!(audited_addrs(&audit, "sys/mounts/xff"), ["203.0.113.77"]);
 }
+
+/// A test CA and certificates it signs: PEM files in `dir`.
+struct TestPki {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    client_cert: PathBuf,
+    client_key: PathBuf,
+    other_ca: PathBuf,
+}
+
+fn test_pki(dir: &Path) -> TestPki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca = |cn: &str| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, cn);
+        let cert = p.self_signed(&key).unwrap();
+        (cert.pem(), Issuer::new(p, key))
+    };
+    let (ca_pem, issuer) = ca("kura test CA");
+    let (other_pem, _) = ca("another CA");
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(names).unwrap();
+        p.distinguished_name.push(DnType::CommonName, "kura node");
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (cert, key) = leaf(vec!["127.0.0.1".into(), "kura.test".into()]);
+    let (client_cert, client_key) = leaf(vec!["joiner.kura.test".into()]);
+    let write = |name: &str, text: &str| {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    TestPki {
+        ca: write("ca.pem", &ca_pem),
+        cert: write("server.pem", &cert),
+        key: write("server-key.pem", &key),
+        client_cert: write("client.pem", &client_cert),
+        client_key: write("client-key.pem", &client_key),
+        other_ca: write("other-ca.pem", &other_pem),
+    }
+}
+
+/// A node whose API listener speaks TLS, with a second, plain listener for the test's own
+/// calls; returns the node (its `api` is the plain control address) and the TLS address.
+fn tls_node(dir: &Path, name: &str, pki: &TestPki, retry_join: Vec<String>) -> (Node, String) {
+    let port = port_pair();
+    let control = free_port();
+    let mut n = node(
+        dir,
+        name,
+        port,
+        &Opts {
+            retry_join,
+            tls: Some((pki.cert.clone(), pki.key.clone())),
+            top_extra: format!(
+                "listener \"tcp\" {{\n  address = \"127.0.0.1:{control}\"\n  tls_disable = true\n  cluster_address = \"127.0.0.1:{}\"\n}}\n",
+                free_port()
+            ),
+            ..Opts::default()
+        },
+    );
+    let tls_addr = n.api.clone();
+    n.api = format!("127.0.0.1:{control}");
+    (n, tls_addr)
+}
+
+#[test]
+fn retry_join_over_tls_with_leader_ca_client_cert_and_server_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = test_pki(dir.path());
+    let (n1, tls1) = tls_node(dir.path(), "node1", &pki, Vec::new());
+    // node2: files, server name checked against the certificate's "kura.test".
+    let block2 = format!(
+        "    leader_api_addr = \"https://{tls1}\"\n    leader_ca_cert_file = \"{}\"\n    leader_client_cert_file = \"{}\"\n    leader_client_key_file = \"{}\"\n    leader_tls_servername = \"kura.test\"",
+        pki.ca.display(),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    // node3: the CA inline.
+    let ca_inline = std::fs::read_to_string(&pki.ca)
+        .unwrap()
+        .trim_end()
+        .replace('\n', "\\n");
+    let block3 =
+        format!("    leader_api_addr = \"https://{tls1}\"\n    leader_ca_cert = \"{ca_inline}\"");
+    // node4: the wrong CA.
+    let block4 = format!(
+        "    leader_api_addr = \"https://{tls1}\"\n    leader_ca_cert_file = \"{}\"",
+        pki.other_ca.display()
+    );
+    let (n2, _) = tls_node(dir.path(), "node2", &pki, vec![block2]);
+    let (n3, _) = tls_node(dir.path(), "node3", &pki, vec![block3]);
+    let (n4, _) = tls_node(dir.path(), "node4", &pki, vec![block4]);
+
+    let s1 = start(&n1);
+    let (keys, token) = s1.init_unseal(1, 1);
+    wait_active(&s1.addr);
+    let s2 = start(&n2);
+    let s3 = start(&n3);
+    let s4 = start(&n4);
+    join_and_unseal(&s2, &keys);
+    join_and_unseal(&s3, &keys);
+    let mut names: Vec<String> = voters(&s1.addr, &token)
+        .into_iter()
+        .map(|(n, _)| n)
+        .collect();
+    names.sort();
+    assert_eq!(names, ["node1", "node2", "node3"]);
+    // Forwarding works from a joined node.
+    let (st, body) = call(
+        &s3.addr,
+        "PUT",
+        "/v1/sys/mounts/tlskv",
+        &token,
+        Some(&json!({"type": "kv"})),
+    );
+    assert_eq!(st, 204, "{body}");
+
+    // The node with the wrong CA never gets a challenge and says why.
+    wait_for(20, "a join failure in node4's log", || {
+        let log = s4.log_text();
+        (log.contains("retry_join") && log.to_lowercase().contains("certificate")).then_some(())
+    });
+    let (_, st) = call(&s4.addr, "GET", "/v1/sys/seal-status", "", None);
+    assert_eq!(st["n"], 0, "{st}");
+    assert_eq!(st["initialized"], false, "{st}");
+}
+
+#[test]
+fn retry_join_as_non_voter_is_listed_as_a_non_voter() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p1, p2) = (port_pair(), port_pair());
+    let n1 = node(dir.path(), "node1", p1, &Opts::default());
+    let n2 = node(
+        dir.path(),
+        "node2",
+        p2,
+        &Opts {
+            retry_join: vec![retry_join_plain(&format!("127.0.0.1:{p1}"))],
+            raft_extra: "  retry_join_as_non_voter = true".into(),
+            ..Opts::default()
+        },
+    );
+    let s1 = start(&n1);
+    let (keys, token) = s1.init_unseal(1, 1);
+    wait_active(&s1.addr);
+    let (st, _) = call(
+        &s1.addr,
+        "POST",
+        "/v1/sys/storage/raft/autopilot/configuration",
+        &token,
+        Some(&json!({"server_stabilization_time": "1s"})),
+    );
+    assert_eq!(st, 204);
+    let s2 = start(&n2);
+    join_and_unseal(&s2, &keys);
+    // Well past the stabilisation time, on either node, node2 is a non-voter.
+    std::thread::sleep(Duration::from_secs(4));
+    for addr in [&s1.addr, &s2.addr] {
+        let (st, conf) = call(
+            addr,
+            "GET",
+            "/v1/sys/storage/raft/configuration",
+            &token,
+            None,
+        );
+        assert_eq!(st, 200, "{conf}");
+        let servers = conf["data"]["config"]["servers"].as_array().unwrap();
+        let n2 = servers
+            .iter()
+            .find(|s| s["node_id"] == "node2")
+            .expect("node2");
+        assert_eq!(n2["voter"], false, "{conf}");
+        assert_eq!(n2["leader"], false, "{conf}");
+        let n1 = servers
+            .iter()
+            .find(|s| s["node_id"] == "node1")
+            .expect("node1");
+        assert_eq!(n1["voter"], true, "{conf}");
+    }
+    // The CLI shows it too.
+    let out = run_cli(
+        &common::kura_bin(),
+        &format!("http://{}", s1.addr),
+        &token,
+        &["operator", "raft", "list-peers"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("node2"))
+        .expect("node2 row");
+    assert!(line.trim_end().ends_with("false"), "{text}");
+}
