@@ -310,14 +310,26 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
     let (st, _) = call(s2, "GET", "/v1/secret/data/app", "not-a-token", None);
     assert_eq!(st, 403);
 
-    // With X-Vault-No-Request-Forwarding the standby redirects.
+    // With X-Vault-No-Request-Forwarding a standby answers reads itself and redirects what
+    // needs the active node.
+    wait_for(10, "the standby serving the read itself", || {
+        let (st, _, body) = request(
+            s2,
+            "GET",
+            "/v1/secret/data/app?version=1",
+            token,
+            &[("X-Vault-No-Request-Forwarding", "true")],
+            None,
+        );
+        (st == 200 && body["data"]["data"]["password"] == "through-standby").then_some(())
+    });
     let (st, hdrs, _) = request(
         s2,
-        "GET",
+        "PUT",
         "/v1/secret/data/app?version=1",
         token,
         &[("X-Vault-No-Request-Forwarding", "true")],
-        None,
+        Some(&json!({"data": {"password": "redirected"}})),
     );
     assert_eq!(st, 307);
     let location = hdrs
@@ -506,9 +518,11 @@ fn kill_9_of_the_active_node_fails_over() {
         server.unseal(&c.keys[..2]);
         c.servers[active] = Some(server);
         wait_for(20, "three healthy nodes again", || single_active(&refs));
-        let (st, body) = call(&addrs[active], "GET", &after, &token, None);
-        assert_eq!(st, 200, "{body}");
-        assert_eq!(body["data"]["data"]["v"], "after");
+        // The rejoined node serves reads itself: it has the write once it has caught up.
+        wait_for(10, "the rejoined node to catch up", || {
+            let (st, body) = call(&addrs[active], "GET", &after, &token, None);
+            (st == 200 && body["data"]["data"]["v"] == "after").then_some(())
+        });
     }
     times.sort();
     eprintln!(
@@ -1053,9 +1067,20 @@ fn standbys_serve_reads_and_follow_every_change() {
     );
     assert_eq!(st, 307);
 
-    // A removed mount is gone on the standby.
+    // A removed mount is gone on the standby: it no longer routes the path itself (it defers
+    // to the active node, which answers 404).
     let idx = write("DELETE", "/v1/sys/mounts/secret", root, None);
     let (st, _) = local("/v1/secret/data/app", root, &idx);
+    assert_eq!(st, 307);
+    let (st, _) = call_at(
+        standby,
+        "GET",
+        "/v1/secret/data/app",
+        root,
+        &idx,
+        false,
+        None,
+    );
     assert_eq!(st, 404);
 
     // Writes sent to the standby are forwarded, with large bodies intact.

@@ -747,18 +747,19 @@ impl Core {
         let mounted = if is_sys {
             None
         } else {
-            Some(
-                router
-                    .route(&req.path)
-                    .cloned()
-                    .ok_or_else(|| LogicalError::Coded {
-                        status: 404,
-                        message: format!(
-                            "no handler for route {:?}. route entry not found.",
-                            req.path
-                        ),
-                    })?,
-            )
+            Some(router.route(&req.path).cloned().ok_or_else(|| {
+                if on_standby {
+                    // The mount may be new on the active node: it routes the request.
+                    return LogicalError::Storage(kura_storage::StorageError::ReadOnly);
+                }
+                LogicalError::Coded {
+                    status: 404,
+                    message: format!(
+                        "no handler for route {:?}. route entry not found.",
+                        req.path
+                    ),
+                }
+            })?)
         };
         if let Some(m) = &mounted {
             let rp = m.entry.route_path();

@@ -168,7 +168,8 @@ impl Core {
         if self.current_state().is_standby() {
             *self.invalidated.borrow()
         } else {
-            self.applied_index()
+            // Every write this node acknowledged is at or below the storage's own index.
+            self.physical.indexed().map_or(0, |i| i.storage_index())
         }
     }
 

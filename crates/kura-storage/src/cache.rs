@@ -230,7 +230,10 @@ impl Backend for CachedBackend {
 
     fn indexed(&self) -> Option<Arc<dyn Indexed>> {
         if self.follows_inner {
-            Some(Arc::new(CacheIndex(self.shared.clone())))
+            Some(Arc::new(CacheIndex(
+                self.shared.clone(),
+                self.inner.indexed(),
+            )))
         } else {
             self.inner.indexed()
         }
@@ -246,12 +249,17 @@ impl WriteNotifier for CacheRelay {
     }
 }
 
-struct CacheIndex(Arc<Shared>);
+struct CacheIndex(Arc<Shared>, Option<Arc<dyn Indexed>>);
 
 #[async_trait]
 impl Indexed for CacheIndex {
     fn applied_index(&self) -> u64 {
         *self.0.applied.borrow()
+    }
+
+    fn storage_index(&self) -> u64 {
+        let below = self.1.as_ref().map_or(0, |i| i.storage_index());
+        below.max(self.applied_index())
     }
 
     async fn wait_for_index(&self, index: u64, timeout: Duration) -> Result<()> {

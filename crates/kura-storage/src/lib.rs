@@ -153,6 +153,11 @@ pub trait Indexed: Send + Sync {
     fn applied_index(&self) -> u64;
     /// Waits until `index` has been applied locally, at most `timeout`.
     async fn wait_for_index(&self, index: u64, timeout: Duration) -> Result<()>;
+    /// The highest index the storage itself has applied, which may be ahead of what a layer
+    /// above it (a cache) has taken in. A write acknowledged by the storage is at or below it.
+    fn storage_index(&self) -> u64 {
+        self.applied_index()
+    }
 }
 
 /// What an HA lock holder learns when it acquires the lock.
