@@ -123,6 +123,33 @@ async fn build_storage(
     let storage = cfg.storage.as_ref().ok_or_else(|| {
         anyhow!("no storage block in the configuration: a \"storage\" stanza is required")
     })?;
+    let (data, raft) = build_backend(storage, cfg, cluster_bind).await?;
+    let Some(ha_storage) = cfg.ha_storage.as_ref() else {
+        return Ok((data, raft));
+    };
+    // `ha_storage`: the HA lock from another backend.
+    if raft.is_some() {
+        bail!("ha_storage cannot be used with storage \"raft\": raft provides its own HA");
+    }
+    if ha_storage.kind == "raft" {
+        bail!("ha_storage \"raft\" is not supported by Kura (supported: postgresql)");
+    }
+    let (ha, _) = Box::pin(build_backend(ha_storage, cfg, cluster_bind)).await?;
+    let split = kura_storage::SplitHaBackend::new(data, &ha).ok_or_else(|| {
+        anyhow!(
+            "ha_storage \"{}\" offers no HA lock (for postgresql set ha_enabled = \"true\")",
+            ha_storage.kind
+        )
+    })?;
+    Ok((Arc::new(split), None))
+}
+
+/// Builds one backend from a `storage` (or `ha_storage`) block.
+async fn build_backend(
+    storage: &kura_config::StorageConfig,
+    cfg: &Config,
+    cluster_bind: SocketAddr,
+) -> anyhow::Result<(Arc<dyn Backend>, Option<RaftParts>)> {
     match storage.kind.as_str() {
         "inmem" => Ok((Arc::new(InmemBackend::new()), None)),
         "postgresql" => {

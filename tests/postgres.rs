@@ -400,3 +400,88 @@ fn active_node_paused_inside_a_write_transaction_cannot_commit_it() {
     let now = wait_for(15, "one active node", || single_active(&refs(&servers)));
     assert_eq!(now, b);
 }
+
+/// A node whose data is in one database and whose HA lock (`ha_storage`) is in another.
+fn split_node(dir: &Path, name: &str, data_url: &str, lock_url: &str) -> Node {
+    let port = free_port();
+    let api = format!("127.0.0.1:{port}");
+    let text = format!(
+        r#"
+storage "postgresql" {{
+  connection_url = "{data_url}"
+}}
+ha_storage "postgresql" {{
+  connection_url = "{lock_url}"
+  ha_enabled     = "true"
+}}
+listener "tcp" {{
+  address     = "{api}"
+  tls_disable = true
+}}
+api_addr      = "http://{api}"
+cluster_addr  = "https://127.0.0.1:{cport}"
+disable_mlock = true
+"#,
+        cport = port + 1,
+    );
+    let config = dir.join(format!("{name}.hcl"));
+    std::fs::write(&config, text).unwrap();
+    Node {
+        api,
+        config,
+        log: dir.join(format!("{name}.log")),
+    }
+}
+
+#[test]
+fn ha_storage_keeps_the_lock_in_another_database() {
+    let data_url = fresh_database_blocking("split_data");
+    let lock_url = fresh_database_blocking("split_lock");
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = [
+        split_node(dir.path(), "a", &data_url, &lock_url),
+        split_node(dir.path(), "b", &data_url, &lock_url),
+    ];
+    let a = start(&nodes[0]);
+    assert!(a.log_text().contains("(HA available)"), "{}", a.log_text());
+    let (keys, root) = a.init_unseal(3, 2);
+    let b = start(&nodes[1]);
+    b.unseal(&keys[..2]);
+    let mut servers = vec![Some(a), Some(b)];
+    let active = wait_for(15, "one active node", || single_active(&refs(&servers)));
+    mount_kv(servers[active].as_ref().unwrap(), &root);
+    let (st, body) = servers[active].as_ref().unwrap().call(
+        "PUT",
+        "/v1/secret/data/split",
+        &root,
+        Some(&json!({"data": {"v": "kept"}})),
+    );
+    assert_eq!(st, 200, "{body}");
+    // The lock row is in the lock database; the data is in the data database only.
+    let locks = query_text_blocking(&lock_url, "SELECT ha_key FROM openbao_ha_locks");
+    assert_eq!(locks.len(), 1, "{locks:?}");
+    let data_rows = query_text_blocking(&data_url, "SELECT count(*) FROM openbao_kv_store");
+    assert_ne!(data_rows[0][0].as_deref(), Some("0"));
+    let lock_db_rows = query_text_blocking(
+        &lock_url,
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'openbao_kv_store'",
+    );
+    let lock_db_has_data = lock_db_rows[0][0].as_deref() != Some("0")
+        && query_text_blocking(&lock_url, "SELECT count(*) FROM openbao_kv_store")[0][0].as_deref()
+            != Some("0");
+    assert!(!lock_db_has_data, "data leaked into the lock database");
+
+    // kill -9 of the active node: the other takes the lock and serves the data.
+    servers[active].take().unwrap().kill9();
+    let other = 1 - active;
+    wait_for(20, "the other node active", || {
+        (health(&servers[other].as_ref().unwrap().addr) == 200).then_some(())
+    });
+    let (st, body) =
+        servers[other]
+            .as_ref()
+            .unwrap()
+            .call("GET", "/v1/secret/data/split", &root, None);
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(body["data"]["data"]["v"], "kept");
+}

@@ -8,9 +8,11 @@
 
 mod cache;
 mod inmem;
+mod split;
 
 pub use cache::{CachedBackend, DEFAULT_CACHE_BYTES};
 pub use inmem::InmemBackend;
+pub use split::SplitHaBackend;
 
 use std::sync::Arc;
 use std::time::Duration;
