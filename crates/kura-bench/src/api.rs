@@ -112,6 +112,17 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Bytes), ApiError> {
+        self.raw_with_headers(method, path, body, &[]).await
+    }
+
+    /// Like [`Api::raw`], with extra request headers (name, value).
+    pub async fn raw_with_headers(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Result<(StatusCode, Bytes), ApiError> {
         let transport = |message: String| ApiError::Transport {
             method: method.clone(),
             path: path.to_owned(),
@@ -122,6 +133,9 @@ impl Api {
             .uri(format!("http://{}{}", self.addr, path));
         if let Some(token) = &self.token {
             builder = builder.header("X-Vault-Token", token.as_str());
+        }
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
         }
         let payload = match body {
             Some(v) => {

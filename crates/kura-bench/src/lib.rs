@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod ceiling;
+pub mod lag;
 pub mod loadgen;
 pub mod procstat;
 pub mod report;

@@ -255,17 +255,36 @@ pub async fn run(
     schedule: Schedule,
     gen: Arc<dyn RequestGen>,
 ) -> Result<LoadResult, LoadError> {
-    let host = HeaderValue::from_str(&addr.to_string()).map_err(|_| LoadError::Host)?;
-    // Fail fast when nothing listens.
-    let probe = TcpStream::connect(addr)
-        .await
-        .map_err(|source| LoadError::Connect { addr, source })?;
-    drop(probe);
+    run_spread(&[addr], config, schedule, gen).await
+}
+
+/// Runs the load spread over `addrs`: connection `c` goes to `addrs[c % addrs.len()]` (so the
+/// nodes of a cluster each get an equal share of the connections). The result is the sum.
+///
+/// # Panics
+/// If `addrs` is empty.
+pub async fn run_spread(
+    addrs: &[SocketAddr],
+    config: &LoadConfig,
+    schedule: Schedule,
+    gen: Arc<dyn RequestGen>,
+) -> Result<LoadResult, LoadError> {
+    assert!(!addrs.is_empty(), "the load needs at least one address");
+    let mut hosts = Vec::with_capacity(addrs.len());
+    for &addr in addrs {
+        hosts.push(HeaderValue::from_str(&addr.to_string()).map_err(|_| LoadError::Host)?);
+        // Fail fast when nothing listens.
+        let probe = TcpStream::connect(addr)
+            .await
+            .map_err(|source| LoadError::Connect { addr, source })?;
+        drop(probe);
+    }
 
     let mut tasks = Vec::with_capacity(config.connections);
     for conn in 0..config.connections {
         let gen = gen.clone();
-        let host = host.clone();
+        let addr = addrs[conn % addrs.len()];
+        let host = hosts[conn % addrs.len()].clone();
         tasks.push(tokio::spawn(async move {
             connection_loop(addr, host, conn, schedule, gen).await
         }));

@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use http::StatusCode;
 
+use kura_bench::lag::{LagKind, LAGS};
 use kura_bench::results::Availability;
 use kura_bench::runner::{self, BenchOptions};
-use kura_bench::scenarios::{self, Scenario, SCENARIOS};
+use kura_bench::scenarios::{self, Placement, Scenario, SCENARIOS};
 use kura_bench::target::TargetKind;
 use kura_bench::{ceiling, parse_duration, report, LoadConfig};
 
@@ -63,9 +64,16 @@ struct RunArgs {
     /// Single-node scenarios: comma-separated names, `default`, `all` or `none`.
     #[arg(long, default_value = "default")]
     scenarios: String,
-    /// Scenarios to run on a 3-node raft cluster: names, `default`, `all` or `none`.
+    /// Scenarios to run on a 3-node raft cluster: names, `default`, `all` or `none`. Beside the
+    /// single-node names: `kvv2_read_standbys` (load on the two standbys only) and
+    /// `kvv2_read_spread` (load over all three nodes), which bring `kvv2_read` (load on the
+    /// active node) along as their baseline, and the propagation delays `kvv2_lag` and
+    /// `revoke_lag`.
     #[arg(long, default_value = "none")]
     cluster_scenarios: String,
+    /// Samples per propagation delay (`kvv2_lag`, `revoke_lag`).
+    #[arg(long, default_value_t = 300)]
+    lag_samples: usize,
     /// Failover measurements (kill -9 of the active node) per target on a 3-node cluster.
     #[arg(long, default_value_t = 0)]
     failovers: usize,
@@ -104,19 +112,58 @@ struct RunArgs {
     require_bao: bool,
 }
 
-fn pick_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
-    match spec {
-        "none" | "" => Ok(Vec::new()),
-        "all" => Ok(SCENARIOS.iter().collect()),
-        "default" => Ok(SCENARIOS.iter().filter(|s| s.default).collect()),
-        list => list
-            .split(',')
-            .map(|n| {
-                scenarios::find(n.trim())
-                    .with_context(|| format!("unknown scenario {n:?} (see `kura-bench list`)"))
-            })
-            .collect(),
+/// Scenarios and propagation delays picked by a `--scenarios` / `--cluster-scenarios` value.
+type Picked = (Vec<&'static Scenario>, Vec<LagKind>);
+
+fn pick_scenarios(spec: &str, cluster: bool) -> Result<Picked> {
+    let fits = |s: &&Scenario| cluster || s.placement == Placement::Active;
+    let (mut picked, lags) = match spec {
+        "none" | "" => (Vec::new(), Vec::new()),
+        "all" => (
+            SCENARIOS.iter().filter(fits).collect(),
+            if cluster { LAGS.to_vec() } else { Vec::new() },
+        ),
+        "default" => (
+            SCENARIOS
+                .iter()
+                .filter(|s| s.default)
+                .filter(fits)
+                .collect(),
+            Vec::new(),
+        ),
+        list => {
+            let mut picked = Vec::new();
+            let mut lags = Vec::new();
+            for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Some(l) = LagKind::find(n) {
+                    if !cluster {
+                        bail!("{n} is measured on a cluster only (use --cluster-scenarios)");
+                    }
+                    lags.push(l);
+                    continue;
+                }
+                let s = scenarios::find(n)
+                    .with_context(|| format!("unknown scenario {n:?} (see `kura-bench list`)"))?;
+                if !fits(&s) {
+                    bail!("{n} runs on a cluster only (use --cluster-scenarios)");
+                }
+                picked.push(s);
+            }
+            (picked, lags)
+        }
+    };
+    // Load on standbys or spread over the nodes is compared with the same load on the active
+    // node, so that one comes along.
+    let baseline = "kvv2_read";
+    if picked.iter().any(|s| s.placement != Placement::Active)
+        && !picked.iter().any(|s| s.name == baseline)
+    {
+        picked.insert(
+            0,
+            scenarios::find(baseline).expect("kvv2_read is a scenario"),
+        );
     }
+    Ok((picked, lags))
 }
 
 fn relative_link(from_file: &std::path::Path, to: &std::path::Path) -> String {
@@ -144,6 +191,8 @@ async fn run(args: RunArgs) -> Result<bool> {
         let argv: Vec<String> = std::env::args().collect();
         argv.join(" ")
     });
+    let (single, _) = pick_scenarios(&args.scenarios, false)?;
+    let (cluster_scenarios, lags) = pick_scenarios(&args.cluster_scenarios, true)?;
     let opts = BenchOptions {
         load: LoadConfig {
             connections: args.connections,
@@ -151,14 +200,16 @@ async fn run(args: RunArgs) -> Result<bool> {
             duration: args.duration,
         },
         rounds: args.rounds,
-        scenarios: pick_scenarios(&args.scenarios)?,
+        scenarios: single,
         targets,
         bao: args.bao.clone(),
         kura: args.kura.clone(),
         keys: args.keys.max(1),
         ceiling: !args.no_ceiling,
-        cluster_scenarios: pick_scenarios(&args.cluster_scenarios)?,
+        cluster_scenarios,
         failovers: args.failovers,
+        lags,
+        lag_samples: args.lag_samples.max(1),
         command,
     };
     let results = runner::run(&opts).await;
@@ -222,11 +273,19 @@ fn main() -> ExitCode {
             Command::List => {
                 for s in SCENARIOS {
                     println!(
-                        "{:<16} {}{}",
+                        "{:<20} {}{}{}",
                         s.name,
                         s.description,
+                        if s.placement == Placement::Active {
+                            ""
+                        } else {
+                            " (cluster only)"
+                        },
                         if s.default { "" } else { " (not in default)" }
                     );
+                }
+                for l in LAGS {
+                    println!("{:<20} {} (cluster only)", l.name(), l.description());
                 }
                 Ok(true)
             }

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{Availability, BenchResults, Outcome, ScenarioResult, Summary};
+use crate::results::{Availability, BenchResults, Lag, Outcome, ScenarioResult, Summary};
 use crate::runner::fmt_us;
 use crate::target::TargetKind;
 
@@ -42,6 +42,88 @@ fn rate(x: f64) -> String {
 
 fn ratio_text(s: &ScenarioResult) -> String {
     s.ratio().map_or("–".into(), |r| format!("{r:.2}×"))
+}
+
+/// The cluster scenario named `name`, if it ran.
+fn cluster_scenario<'a>(r: &'a BenchResults, name: &str) -> Option<&'a ScenarioResult> {
+    r.scenarios
+        .iter()
+        .find(|s| s.name == name && s.topology == "cluster3")
+}
+
+/// Standby read figures of one target: KV v2 reads on the active node, on the two standbys and
+/// spread over all three.
+struct StandbyReads {
+    kind: TargetKind,
+    active_rps: Option<f64>,
+    active_cpu: Option<f64>,
+    standbys_rps: Option<f64>,
+    standbys_active_cpu: Option<f64>,
+    spread_rps: Option<f64>,
+}
+
+impl StandbyReads {
+    fn of(r: &BenchResults, kind: TargetKind) -> Self {
+        let base = cluster_scenario(r, "kvv2_read");
+        let standbys = cluster_scenario(r, "kvv2_read_standbys");
+        let spread = cluster_scenario(r, "kvv2_read_spread");
+        Self {
+            kind,
+            active_rps: base.and_then(|s| s.throughput(kind)),
+            active_cpu: base.and_then(|s| s.active_cpu_s_per_1k(kind)),
+            standbys_rps: standbys.and_then(|s| s.throughput(kind)),
+            standbys_active_cpu: standbys.and_then(|s| s.active_cpu_s_per_1k(kind)),
+            spread_rps: spread.and_then(|s| s.throughput(kind)),
+        }
+    }
+
+    /// Active node's CPU per 1k requests with the load on the standbys over the same with the
+    /// load on the active node.
+    fn cpu_ratio(&self) -> Option<f64> {
+        let (s, a) = (self.standbys_active_cpu?, self.active_cpu?);
+        (a > 0.0).then(|| s / a)
+    }
+
+    /// Spread throughput over active-only throughput.
+    fn spread_ratio(&self) -> Option<f64> {
+        let (s, a) = (self.spread_rps?, self.active_rps?);
+        (a > 0.0).then(|| s / a)
+    }
+}
+
+/// Three significant digits (small CPU figures and ratios stay readable).
+fn sig3(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let decimals = (2 - x.abs().log10().floor() as i32).clamp(0, 7) as usize;
+    format!("{x:.decimals$}")
+}
+
+fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
+    v.map_or_else(|| "–".into(), f)
+}
+
+fn any_standby_scenario(r: &BenchResults) -> bool {
+    r.scenarios
+        .iter()
+        .any(|s| s.topology == "cluster3" && s.placement != "active")
+}
+
+/// Kura's p50 lag over bao's for the same measurement.
+fn lag_ratio(r: &BenchResults, l: &Lag) -> Option<f64> {
+    let find = |k: TargetKind| {
+        r.lags
+            .iter()
+            .find(|x| x.kind == k && x.name == l.name && !x.samples_us.is_empty())
+    };
+    let (bao, kura) = (find(TargetKind::Bao)?, find(TargetKind::Kura)?);
+    (bao.p50_us > 0).then(|| kura.p50_us as f64 / bao.p50_us as f64)
+}
+
+fn first_line(e: &str) -> String {
+    let line: String = e.lines().next().unwrap_or("").chars().take(200).collect();
+    line.replace('|', "\\|").replace('`', "'")
 }
 
 /// The terminal table: one line per scenario and target.
@@ -132,7 +214,122 @@ pub fn terminal_table(r: &BenchResults) -> String {
                 .unwrap_or_default()
         );
     }
+    if any_standby_scenario(r) {
+        for kind in SERVERS {
+            let sr = StandbyReads::of(r, kind);
+            let _ = writeln!(
+                out,
+                "standby reads {:<5} active node CPU s/1k: load on active {}, load on standbys {} \
+                 (ratio {}); spread over 3 nodes {} req/s vs active only {} req/s ({})",
+                kind.name(),
+                opt(sr.active_cpu, sig3),
+                opt(sr.standbys_active_cpu, sig3),
+                opt(sr.cpu_ratio(), sig3),
+                opt(sr.spread_rps, rate),
+                opt(sr.active_rps, rate),
+                opt(sr.spread_ratio(), |x| format!("{x:.2}×")),
+            );
+        }
+    }
+    for l in &r.lags {
+        let _ = writeln!(
+            out,
+            "{:<10} {:<5} p50 {} p99 {} max {} over {} samples, {} timeouts{}",
+            l.name,
+            l.kind.name(),
+            fmt_us(l.p50_us),
+            fmt_us(l.p99_us),
+            fmt_us(l.max_us),
+            l.samples_us.len(),
+            l.timeouts,
+            l.error
+                .as_ref()
+                .map(|e| format!(" ({})", e.lines().next().unwrap_or("")))
+                .unwrap_or_default()
+        );
+    }
     out
+}
+
+/// The standby-read section: the active node's CPU with the load on the standbys, and spread
+/// throughput, per target.
+fn standby_section(out: &mut String, r: &BenchResults) {
+    let _ = writeln!(
+        out,
+        "### KV v2 reads on standbys
+"
+    );
+    let _ = writeln!(
+        out,
+        "The same KV v2 read load sent to the active node only (`kvv2_read`), to the two \
+         standbys only (`kvv2_read_standbys`) and spread evenly over all three nodes \
+         (`kvv2_read_spread`). \"active CPU\" is the active node's CPU seconds per 1,000 \
+         successful requests in each case; a standby that serves reads itself leaves the active \
+         node idle, one that forwards makes it do the work.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| target | on active: req/s | active CPU s/1k | on standbys: req/s | active CPU s/1k | \
+         active CPU, standbys / active | spread over 3: req/s | spread / active only |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
+    for kind in SERVERS {
+        let sr = StandbyReads::of(r, kind);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            sr.kind.name(),
+            opt(sr.active_rps, rate),
+            opt(sr.active_cpu, sig3),
+            opt(sr.standbys_rps, rate),
+            opt(sr.standbys_active_cpu, sig3),
+            opt(sr.cpu_ratio(), sig3),
+            opt(sr.spread_rps, rate),
+            opt(sr.spread_ratio(), |x| format!("{x:.2}×")),
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// The propagation section: how long a standby takes to reflect a change made on the active.
+fn lag_section(out: &mut String, r: &BenchResults) {
+    let _ = writeln!(out, "## Propagation to standbys (3 nodes)\n");
+    let _ = writeln!(
+        out,
+        "A change is made on the active node; from its acknowledgement, one standby (alternating \
+         between the two) is polled back to back with `X-Vault-No-Request-Forwarding: true` and \
+         no index header until it answers according to the change. `kvv2_lag`: a KV v2 write, \
+         until the standby returns the new value. `revoke_lag`: a token (first seen working on \
+         the standby) revoked, until the standby answers 403 to it. A sample that takes over 5 s \
+         is a timeout; three in a row stop the measurement.\n"
+    );
+    let _ = writeln!(
+        out,
+        "| measurement | target | samples | p50 | p99 | max | timeouts | kura/bao p50 | note |"
+    );
+    let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|---|");
+    for l in &r.lags {
+        let done = !l.samples_us.is_empty();
+        let t = |us: u64| if done { fmt_us(us) } else { "–".into() };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            l.name,
+            l.kind.name(),
+            l.samples_us.len(),
+            t(l.p50_us),
+            t(l.p99_us),
+            t(l.max_us),
+            l.timeouts,
+            if l.kind == TargetKind::Kura {
+                opt(lag_ratio(r, l), |x| format!("{}×", sig3(x)))
+            } else {
+                String::new()
+            },
+            l.error.as_deref().map(first_line).unwrap_or_default()
+        );
+    }
+    let _ = writeln!(out);
 }
 
 fn cell(outcome: Option<&Outcome>, f: impl Fn(&Summary) -> String) -> String {
@@ -398,10 +595,13 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
     let _ = writeln!(out);
 
     if r.scenarios.iter().any(|s| s.topology == "cluster3") {
-        let _ = writeln!(out, "## 3-node raft cluster (load on the active node)\n");
+        let _ = writeln!(out, "## 3-node raft cluster\n");
         let _ = writeln!(
             out,
-            "CPU and memory columns list the nodes in order (node1 / node2 / node3).\n"
+            "CPU and memory columns list the nodes in order (node1 / node2 / node3). The load \
+             goes to the active node unless the name says otherwise (`_standbys`: the two \
+             standbys only; `_spread`: all three nodes, connections split evenly). Requests \
+             are not redirected: a 307 or any other non-2xx answer counts as an error.\n"
         );
         scenario_table(&mut out, r, "cluster3");
         let _ = writeln!(out);
@@ -418,6 +618,12 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
             let _ = writeln!(out, "- {}: {state}", t.kind.name());
         }
         let _ = writeln!(out);
+        if any_standby_scenario(r) {
+            standby_section(&mut out, r);
+        }
+    }
+    if !r.lags.is_empty() {
+        lag_section(&mut out, r);
     }
     if !r.failover.is_empty() {
         let _ = writeln!(out, "## Failover (3 nodes, `kill -9` of the active node)\n");
@@ -764,16 +970,21 @@ mod tests {
                     description: String::new(),
                     topology: "single".into(),
                     targets: read,
+                    placement: "active".into(),
+                    active_node: BTreeMap::new(),
                 },
                 ScenarioResult {
                     name: "userpass_login".into(),
                     description: String::new(),
                     topology: "single".into(),
                     targets: login,
+                    placement: "active".into(),
+                    active_node: BTreeMap::new(),
                 },
             ],
             cluster_targets: vec![],
             failover: vec![],
+            lags: vec![],
         }
     }
 
@@ -800,6 +1011,65 @@ mod tests {
         assert_eq!(svg.matches("<rect").count(), 3 + 3 + 1);
         assert!(svg.contains(">unsupported<"));
         assert!(svg.contains(">missing<"));
+    }
+
+    #[test]
+    fn standby_and_lag_sections() {
+        let mut r = sample();
+        let cpu_ran = |t: f64, cpu: Vec<f64>| {
+            let mut o = sample().scenarios[0].targets[&TargetKind::Bao].clone();
+            if let Outcome::Ran { summary, .. } = &mut o {
+                summary.throughput = t;
+                summary.cpu_s_per_1k = cpu;
+            }
+            o
+        };
+        for (name, placement, t, cpu) in [
+            ("kvv2_read", "active", 1000.0, vec![0.01, 0.2, 0.01]),
+            (
+                "kvv2_read_standbys",
+                "standbys",
+                1500.0,
+                vec![0.05, 0.01, 0.05],
+            ),
+            ("kvv2_read_spread", "all", 2500.0, vec![0.05, 0.1, 0.05]),
+        ] {
+            r.scenarios.push(ScenarioResult {
+                name: name.into(),
+                description: String::new(),
+                topology: "cluster3".into(),
+                targets: BTreeMap::from([(TargetKind::Kura, cpu_ran(t, cpu))]),
+                placement: placement.into(),
+                active_node: BTreeMap::from([(TargetKind::Kura, 1)]),
+            });
+        }
+        r.lags.push(Lag::new(
+            TargetKind::Kura,
+            "kvv2_lag",
+            vec![300, 500, 400],
+            0,
+            None,
+        ));
+        r.lags.push(Lag::new(
+            TargetKind::Bao,
+            "kvv2_lag",
+            vec![],
+            3,
+            Some("307: |x|".into()),
+        ));
+        let md = markdown(&r, "docs/bench.svg");
+        assert!(
+            md.contains("| kura | 1000 | 0.200 | 1500 | 0.0100 | 0.0500 | 2500 | 2.50× |"),
+            "{md}"
+        );
+        assert!(md.contains("| kvv2_lag | kura | 3 | 400µs | 500µs | 500µs | 0 |"));
+        assert!(md.contains("| kvv2_lag | bao | 0 | – | – | – | 3 |  | 307: \\|x\\| |"));
+        let t = terminal_table(&r);
+        assert!(t.contains("load on standbys 0.0100 (ratio 0.0500)"), "{t}");
+        assert_eq!(sig3(0.000212345), "0.000212");
+        assert_eq!(sig3(47402.3), "47402");
+        assert_eq!(sig3(1.5), "1.50");
+        assert!(t.contains("kvv2_lag   kura  p50 400µs"));
     }
 
     #[test]

@@ -275,6 +275,16 @@ pub struct ScenarioResult {
     pub topology: String,
     /// Outcome per target (`bao`, `kura`, `ceiling`).
     pub targets: BTreeMap<TargetKind, Outcome>,
+    /// Which nodes the load went to (`active`, `standbys`, `all`); `active` on a single node.
+    #[serde(default = "default_placement")]
+    pub placement: String,
+    /// Index of the active node per target (cluster runs), to single out its CPU.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub active_node: BTreeMap<TargetKind, usize>,
+}
+
+fn default_placement() -> String {
+    "active".into()
 }
 
 impl ScenarioResult {
@@ -291,6 +301,67 @@ impl ScenarioResult {
         let bao = self.throughput(TargetKind::Bao)?;
         let kura = self.throughput(TargetKind::Kura)?;
         (bao > 0.0).then(|| kura / bao)
+    }
+
+    /// The active node's median CPU seconds per 1,000 successful requests, for `kind`.
+    pub fn active_cpu_s_per_1k(&self, kind: TargetKind) -> Option<f64> {
+        let i = *self.active_node.get(&kind)?;
+        let summary = self.targets.get(&kind)?.summary()?;
+        summary.cpu_s_per_1k.get(i).copied()
+    }
+}
+
+/// A propagation delay measured on a 3-node cluster: a change made on the active node, then a
+/// standby polled (with `X-Vault-No-Request-Forwarding: true`) until it shows the change.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Lag {
+    /// Target.
+    pub kind: TargetKind,
+    /// `kvv2_lag` (a KV v2 write) or `revoke_lag` (a token revocation).
+    pub name: String,
+    /// Delays of the samples that completed, microseconds, in the order measured.
+    pub samples_us: Vec<u64>,
+    /// Median of `samples_us`.
+    pub p50_us: u64,
+    /// 99th percentile of `samples_us`.
+    pub p99_us: u64,
+    /// Largest of `samples_us`.
+    pub max_us: u64,
+    /// Samples where the standby did not show the change within the limit.
+    pub timeouts: u64,
+    /// Error that stopped the measurement, or the last wrong answer seen, if any.
+    pub error: Option<String>,
+}
+
+impl Lag {
+    /// Builds the record from the samples and computes the percentiles.
+    pub fn new(
+        kind: TargetKind,
+        name: &str,
+        samples_us: Vec<u64>,
+        timeouts: u64,
+        error: Option<String>,
+    ) -> Self {
+        let mut sorted = samples_us.clone();
+        sorted.sort_unstable();
+        let q = |f: f64| {
+            if sorted.is_empty() {
+                0
+            } else {
+                let i = ((sorted.len() as f64 * f).ceil() as usize).clamp(1, sorted.len()) - 1;
+                sorted[i]
+            }
+        };
+        Self {
+            kind,
+            name: name.to_owned(),
+            p50_us: q(0.50),
+            p99_us: q(0.99),
+            max_us: sorted.last().copied().unwrap_or(0),
+            samples_us,
+            timeouts,
+            error,
+        }
     }
 }
 
@@ -336,6 +407,9 @@ pub struct BenchResults {
     pub cluster_targets: Vec<TargetInfo>,
     /// Failover measurements.
     pub failover: Vec<Failover>,
+    /// Propagation delays to standbys (3-node cluster).
+    #[serde(default)]
+    pub lags: Vec<Lag>,
 }
 
 impl BenchResults {
@@ -420,6 +494,8 @@ mod tests {
             description: String::new(),
             topology: "single".into(),
             targets: BTreeMap::new(),
+            placement: "active".into(),
+            active_node: BTreeMap::new(),
         };
         let ran = |t: f64| Outcome::Ran {
             rounds: vec![],
@@ -439,5 +515,22 @@ mod tests {
         assert_eq!(s.ratio(), None);
         s.targets.insert(TargetKind::Kura, ran(12000.0));
         assert_eq!(s.ratio(), Some(12.0));
+    }
+
+    #[test]
+    fn lag_percentiles() {
+        let l = Lag::new(
+            TargetKind::Kura,
+            "kvv2_lag",
+            (1..=200).rev().collect(),
+            1,
+            None,
+        );
+        assert_eq!(l.p50_us, 100);
+        assert_eq!(l.p99_us, 198);
+        assert_eq!(l.max_us, 200);
+        assert_eq!(l.samples_us[0], 200);
+        let empty = Lag::new(TargetKind::Bao, "revoke_lag", vec![], 3, Some("307".into()));
+        assert_eq!((empty.p50_us, empty.p99_us, empty.max_us), (0, 0, 0));
     }
 }

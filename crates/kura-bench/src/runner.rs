@@ -10,13 +10,14 @@ use std::time::{Duration, Instant};
 
 use crate::api::Api;
 use crate::ceiling;
+use crate::lag::{self, LagKind, LagTarget};
 use crate::loadgen::{self, LoadConfig, RequestGen, Schedule};
 use crate::procstat;
 use crate::results::{
     median, Availability, BenchResults, Failover, Machine, Outcome, Round, ScenarioResult, Summary,
     TargetInfo,
 };
-use crate::scenarios::{self, Scenario, SetupCtx, SetupError};
+use crate::scenarios::{self, Placement, Scenario, SetupCtx, SetupError};
 use crate::target::{CeilingProcess, Server, TargetKind};
 
 /// What to run.
@@ -42,6 +43,10 @@ pub struct BenchOptions {
     pub cluster_scenarios: Vec<&'static Scenario>,
     /// Failover measurements per target on the 3-node cluster (0: none).
     pub failovers: usize,
+    /// Propagation delays to measure on the 3-node cluster (empty: none).
+    pub lags: Vec<LagKind>,
+    /// Samples per propagation measurement.
+    pub lag_samples: usize,
     /// The command line to record as the way to reproduce the run.
     pub command: String,
 }
@@ -82,8 +87,17 @@ impl Running {
         self.token != self.server.keys.root_token
     }
 
-    fn addr(&self) -> SocketAddr {
-        self.server.nodes[self.active].addr
+    /// Addresses the load of a scenario with `placement` goes to.
+    fn addrs(&self, placement: Placement) -> Vec<SocketAddr> {
+        let nodes = &self.server.nodes;
+        match placement {
+            Placement::Active => vec![nodes[self.active].addr],
+            Placement::Standbys => (0..nodes.len())
+                .filter(|&i| i != self.active)
+                .map(|i| nodes[i].addr)
+                .collect(),
+            Placement::AllNodes => nodes.iter().map(|n| n.addr).collect(),
+        }
     }
 
     fn ctx(&self, keys: usize) -> SetupCtx {
@@ -98,7 +112,9 @@ impl Running {
 /// Something a round can be run against.
 struct Runnable {
     kind: TargetKind,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
+    /// Index of the active node among `pids` (cluster runs).
+    active: Option<usize>,
     pids: Vec<u32>,
     gen: Arc<dyn RequestGen>,
 }
@@ -141,7 +157,7 @@ async fn sample_processes(pids: Vec<u32>, schedule: Schedule) -> (Vec<f64>, Vec<
 async fn run_round(target: &Runnable, load: &LoadConfig) -> Result<Round, String> {
     let schedule = Schedule::starting_now(load);
     let sampler = tokio::spawn(sample_processes(target.pids.clone(), schedule));
-    let result = loadgen::run(target.addr, load, schedule, target.gen.clone())
+    let result = loadgen::run_spread(&target.addrs, load, schedule, target.gen.clone())
         .await
         .map_err(|e| e.to_string());
     let (cpu, rss, self_cpu) = sampler.await.map_err(|e| e.to_string())?;
@@ -189,6 +205,16 @@ async fn run_scenario(
     }
     let mut runnables = Vec::new();
     for r in running {
+        let addrs = r.addrs(scenario.placement);
+        if addrs.is_empty() {
+            outcomes.insert(
+                r.kind,
+                Outcome::Unsupported {
+                    detail: format!("no {} node to send the load to", scenario.placement.name()),
+                },
+            );
+            continue;
+        }
         let ctx = r.ctx(opts.keys);
         let started = Instant::now();
         match (scenario.setup)(&ctx).await {
@@ -200,7 +226,8 @@ async fn run_scenario(
                 );
                 runnables.push(Runnable {
                     kind: r.kind,
-                    addr: r.addr(),
+                    addrs,
+                    active: (r.server.nodes.len() > 1).then_some(r.active),
                     pids: r.server.pids(),
                     gen: prepared.gen,
                 });
@@ -236,11 +263,16 @@ async fn run_scenario(
             .unwrap_or_else(|| Arc::new(|_c: usize, _s: u64| loadgen::RequestSpec::get("/")));
         runnables.push(Runnable {
             kind: TargetKind::Ceiling,
-            addr: c.addr,
+            addrs: vec![c.addr],
+            active: None,
             pids: vec![c.pid()],
             gen,
         });
     }
+    let active_node: BTreeMap<TargetKind, usize> = runnables
+        .iter()
+        .filter_map(|t| Some((t.kind, t.active?)))
+        .collect();
     let mut rounds: BTreeMap<TargetKind, Vec<Round>> = BTreeMap::new();
     let mut failed: BTreeMap<TargetKind, String> = BTreeMap::new();
     for round in 0..opts.rounds {
@@ -278,6 +310,8 @@ async fn run_scenario(
         description: scenario.description.to_owned(),
         topology: topology.to_owned(),
         targets: outcomes,
+        placement: scenario.placement.name().to_owned(),
+        active_node,
     }
 }
 
@@ -304,7 +338,7 @@ async fn answer_size(addr: SocketAddr, gen: &dyn RequestGen) -> Option<usize> {
 async fn start_ceiling(runnables: &[Runnable]) -> Option<CeilingProcess> {
     let mut size = ceiling::DEFAULT_BODY_BYTES;
     if let Some(r) = runnables.first() {
-        if let Some(n) = answer_size(r.addr, r.gen.as_ref()).await {
+        if let Some(n) = answer_size(r.addrs[0], r.gen.as_ref()).await {
             size = n;
         }
     }
@@ -416,6 +450,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
         scenarios: Vec::new(),
         cluster_targets: Vec::new(),
         failover: Vec::new(),
+        lags: Vec::new(),
     };
 
     // Single node.
@@ -441,7 +476,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
     }
 
     // 3-node cluster.
-    if !opts.cluster_scenarios.is_empty() || opts.failovers > 0 {
+    if !opts.cluster_scenarios.is_empty() || !opts.lags.is_empty() || opts.failovers > 0 {
         let (mut running, infos, skipped) = start_targets(opts, 3).await;
         if results.targets.is_empty() {
             results.targets = infos.clone();
@@ -453,6 +488,22 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
             )
             .await;
             results.scenarios.push(r);
+        }
+        for &kind in &opts.lags {
+            for r in &running {
+                let target = LagTarget {
+                    kind: r.kind,
+                    active: r.server.root_api(r.active),
+                    standbys: (0..r.server.nodes.len())
+                        .filter(|&i| i != r.active)
+                        .map(|i| r.server.nodes[i].api())
+                        .collect(),
+                    token: r.token.clone(),
+                };
+                results
+                    .lags
+                    .push(lag::measure(&target, kind, opts.lag_samples).await);
+            }
         }
         if opts.failovers > 0 {
             for r in &mut running {
@@ -541,6 +592,8 @@ mod tests {
             ceiling: false,
             cluster_scenarios: Vec::new(),
             failovers: 0,
+            lags: Vec::new(),
+            lag_samples: 0,
             command: "test".into(),
         }
     }

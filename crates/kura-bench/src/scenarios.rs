@@ -51,6 +51,29 @@ fn classify(e: ApiError) -> SetupError {
     }
 }
 
+/// Which nodes of a cluster the load goes to. On a single node every placement is that node, so
+/// only [`Placement::Active`] scenarios run there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement {
+    /// Only the active node.
+    Active,
+    /// Only the standby nodes, the connections split evenly between them (cluster only).
+    Standbys,
+    /// Every node, the connections split evenly between them (cluster only).
+    AllNodes,
+}
+
+impl Placement {
+    /// Short name for tables and JSON (`active`, `standbys`, `all`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Placement::Active => "active",
+            Placement::Standbys => "standbys",
+            Placement::AllNodes => "all",
+        }
+    }
+}
+
 /// A setup function.
 pub type SetupFn = for<'a> fn(&'a SetupCtx) -> BoxFuture<'a, Result<Prepared, SetupError>>;
 
@@ -66,6 +89,8 @@ pub struct Scenario {
     pub with_ceiling: bool,
     /// Whether the scenario runs by default.
     pub default: bool,
+    /// Which nodes of a cluster the load goes to.
+    pub placement: Placement,
 }
 
 impl std::fmt::Debug for Scenario {
@@ -84,20 +109,23 @@ pub static SCENARIOS: &[Scenario] = &[
         setup: |ctx| Box::pin(setup_seal_status(ctx)),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "kvv1_read",
         description: "GET of one of 1,000 KV v1 secrets",
-        setup: |ctx| Box::pin(setup_kv_read(ctx, 1)),
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 1, "bench-kv1-read")),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "kvv2_read",
         description: "GET of one of 1,000 KV v2 secrets",
-        setup: |ctx| Box::pin(setup_kv_read(ctx, 2)),
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-read")),
         with_ceiling: true,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "kvv1_write",
@@ -105,6 +133,7 @@ pub static SCENARIOS: &[Scenario] = &[
         setup: |ctx| Box::pin(setup_kv_write(ctx, 1)),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "kvv2_write",
@@ -112,6 +141,7 @@ pub static SCENARIOS: &[Scenario] = &[
         setup: |ctx| Box::pin(setup_kv_write(ctx, 2)),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "approle_login",
@@ -119,6 +149,7 @@ pub static SCENARIOS: &[Scenario] = &[
         setup: |ctx| Box::pin(setup_approle(ctx)),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
     },
     Scenario {
         name: "userpass_login",
@@ -126,6 +157,47 @@ pub static SCENARIOS: &[Scenario] = &[
         setup: |ctx| Box::pin(setup_userpass(ctx)),
         with_ceiling: false,
         default: true,
+        placement: Placement::Active,
+    },
+    Scenario {
+        name: "transit_encrypt",
+        description: "transit encrypt of a 30-byte plaintext (aes256-gcm96 key)",
+        setup: |ctx| Box::pin(setup_transit(ctx, "aes256-gcm96", "encrypt")),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Active,
+    },
+    Scenario {
+        name: "transit_sign",
+        description: "transit sign of a 30-byte input (ed25519 key)",
+        setup: |ctx| Box::pin(setup_transit(ctx, "ed25519", "sign")),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Active,
+    },
+    Scenario {
+        name: "pki_issue",
+        description: "PKI issue: EC P-256 key and certificate from an EC P-256 root (no_store)",
+        setup: |ctx| Box::pin(setup_pki(ctx)),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Active,
+    },
+    Scenario {
+        name: "kvv2_read_standbys",
+        description: "GET of one of 1,000 KV v2 secrets, sent only to the two standbys",
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-standbys")),
+        with_ceiling: false,
+        default: false,
+        placement: Placement::Standbys,
+    },
+    Scenario {
+        name: "kvv2_read_spread",
+        description: "GET of one of 1,000 KV v2 secrets, spread over all three nodes",
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-spread")),
+        with_ceiling: false,
+        default: false,
+        placement: Placement::AllNodes,
     },
 ];
 
@@ -240,8 +312,12 @@ async fn setup_seal_status(_ctx: &SetupCtx) -> Result<Prepared, SetupError> {
     })
 }
 
-async fn setup_kv_read(ctx: &SetupCtx, version: u8) -> Result<Prepared, SetupError> {
-    let mount_path = format!("bench-kv{version}-read");
+async fn setup_kv_read(
+    ctx: &SetupCtx,
+    version: u8,
+    mount_path: &str,
+) -> Result<Prepared, SetupError> {
+    let mount_path = mount_path.to_owned();
     mount_kv(ctx, &mount_path, version).await?;
     futures::stream::iter(1..ctx.keys)
         .map(|i| {
@@ -342,6 +418,92 @@ async fn setup_userpass(ctx: &SetupCtx) -> Result<Prepared, SetupError> {
     Ok(Prepared {
         gen: Arc::new(move |_conn: usize, _seq: u64| {
             RequestSpec::post("/v1/auth/bench-userpass/login/bench", body.clone())
+        }),
+    })
+}
+
+/// Base64 of the plaintext and signing input the transit scenarios send.
+const TRANSIT_INPUT_B64: &str = "c21hbGwgcGxhaW50ZXh0IGZvciBrdXJhLWJlbmNo";
+
+async fn setup_transit(ctx: &SetupCtx, key_type: &str, op: &str) -> Result<Prepared, SetupError> {
+    let mount_path = format!("bench-transit-{op}");
+    mount(ctx, "mounts", &mount_path, json!({ "type": "transit" })).await?;
+    ctx.root
+        .post(
+            &format!("/v1/{mount_path}/keys/bench"),
+            &json!({ "type": key_type }),
+        )
+        .await
+        .map_err(classify)?;
+    let path = format!("/v1/{mount_path}/{op}/bench");
+    let body = match op {
+        "encrypt" => json!({ "plaintext": TRANSIT_INPUT_B64 }),
+        _ => json!({ "input": TRANSIT_INPUT_B64 }),
+    };
+    // One request with the load token, so that a target that cannot do it fails in setup.
+    ctx.root
+        .with_token(&ctx.token)
+        .post(&path, &body)
+        .await
+        .map_err(classify)?;
+    let body = bytes::Bytes::from(serde_json::to_vec(&body).expect("JSON values serialize"));
+    let token = ctx.token.clone();
+    Ok(Prepared {
+        gen: Arc::new(move |_conn: usize, _seq: u64| {
+            RequestSpec::post(path.clone(), body.clone()).with_token(Some(&token))
+        }),
+    })
+}
+
+async fn setup_pki(ctx: &SetupCtx) -> Result<Prepared, SetupError> {
+    let mount_path = "bench-pki";
+    mount(
+        ctx,
+        "mounts",
+        mount_path,
+        json!({ "type": "pki", "config": { "max_lease_ttl": "87600h" } }),
+    )
+    .await?;
+    ctx.root
+        .post(
+            &format!("/v1/{mount_path}/root/generate/internal"),
+            &json!({
+                "common_name": "kura-bench root",
+                "key_type": "ec",
+                "key_bits": 256,
+                "ttl": "8760h",
+            }),
+        )
+        .await
+        .map_err(classify)?;
+    ctx.root
+        .post(
+            &format!("/v1/{mount_path}/roles/bench"),
+            &json!({
+                "allow_any_name": true,
+                "no_store": true,
+                "key_type": "ec",
+                "key_bits": 256,
+                "ttl": "1h",
+                "max_ttl": "24h",
+            }),
+        )
+        .await
+        .map_err(classify)?;
+    let path = format!("/v1/{mount_path}/issue/bench");
+    ctx.root
+        .with_token(&ctx.token)
+        .post(&path, &json!({ "common_name": "probe.bench.test" }))
+        .await
+        .map_err(classify)?;
+    let token = ctx.token.clone();
+    Ok(Prepared {
+        gen: Arc::new(move |conn: usize, seq: u64| {
+            let body = format!(
+                r#"{{"common_name":"c{conn}-{}.bench.test"}}"#,
+                seq % 1_000_000
+            );
+            RequestSpec::post(path.clone(), body.into_bytes()).with_token(Some(&token))
         }),
     })
 }
