@@ -317,6 +317,10 @@ where
     creq.remote_addr = Some(peer.ip());
     creq.wrap_ttl = wrap_ttl;
     creq.raw_body = raw_body;
+    creq.client_cert_chain = parts
+        .extensions
+        .get::<crate::ClientCertChain>()
+        .map(|c| c.0.clone());
     let result = if serving_standby {
         creq.headers = parts.headers.clone();
         let retry = creq.clone();

@@ -109,7 +109,7 @@ where
         headers,
         body: bytes.to_vec(),
         remote_addr: peer.to_string(),
-        client_cert_chain: Vec::new(),
+        client_cert_chain: chain_to_wire(parts.extensions.get::<crate::ClientCertChain>()),
     };
     // During a change of active node the advertisement may lag behind for a moment: wait
     // (bounded) for an active node that accepts the request rather than failing at once.
@@ -207,9 +207,34 @@ fn into_http(r: ForwardedResponse) -> HttpResponse {
     resp
 }
 
+/// A client's certificate chain as a forwarded request carries it: base64 DER, in order.
+fn chain_to_wire(chain: Option<&crate::ClientCertChain>) -> Vec<String> {
+    use base64::Engine as _;
+    chain
+        .map(|c| {
+            c.0.iter()
+                .map(|der| base64::engine::general_purpose::STANDARD.encode(der))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The chain back from a forwarded request; `None` when it carries none (or a damaged one).
+fn chain_from_wire(wire: &[String]) -> Option<crate::ClientCertChain> {
+    use base64::Engine as _;
+    if wire.is_empty() {
+        return None;
+    }
+    let ders: Option<Vec<Vec<u8>>> = wire
+        .iter()
+        .map(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+        .collect();
+    Some(crate::ClientCertChain(std::sync::Arc::new(ders?)))
+}
+
 /// Serves a request forwarded by a standby, on the active node, through the same pipeline as a
-/// request of its own listener. A node that is not active refuses it (503), so a request is
-/// never forwarded twice.
+/// request of its own listener (the client's certificate chain included). A node that is not
+/// active refuses it (503), so a request is never forwarded twice.
 pub async fn handle_forwarded(
     core: Arc<Core>,
     settings: &ListenerSettings,
@@ -224,6 +249,9 @@ pub async fn handle_forwarded(
         .uri(req.uri.as_str());
     for (n, v) in &req.headers {
         builder = builder.header(n.as_str(), v.as_str());
+    }
+    if let Some(chain) = chain_from_wire(&req.client_cert_chain) {
+        builder = builder.extension(chain);
     }
     let resp = match builder.body(Full::new(Bytes::from(req.body))) {
         Ok(r) => crate::convert::handle_any(core, settings, peer, r, true).await,
@@ -249,6 +277,21 @@ pub async fn handle_forwarded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_certificate_chains_travel_with_forwarded_requests() {
+        let chain = crate::ClientCertChain(std::sync::Arc::new(vec![
+            vec![0x30, 0x82, 1, 2, 3],
+            vec![0x30, 0x82, 9, 8],
+        ]));
+        let wire = chain_to_wire(Some(&chain));
+        assert_eq!(wire.len(), 2);
+        let back = chain_from_wire(&wire).expect("a chain");
+        assert_eq!(back.0, chain.0);
+        assert!(chain_to_wire(None).is_empty());
+        assert!(chain_from_wire(&[]).is_none());
+        assert!(chain_from_wire(&["not base64!".to_string()]).is_none());
+    }
 
     #[test]
     fn standby_local_paths() {

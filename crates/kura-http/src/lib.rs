@@ -38,6 +38,11 @@ pub struct ListenerSettings {
     pub x_forwarded_for: XffSettings,
 }
 
+/// The certificate chain (DER, the client's own first) a TLS client presented, attached to
+/// each of its requests as an extension.
+#[derive(Debug, Clone)]
+pub struct ClientCertChain(pub Arc<Vec<Vec<u8>>>);
+
 /// A bound listener, ready to serve.
 pub struct Listener {
     tcp: TcpListener,
@@ -86,23 +91,43 @@ impl Listener {
             let settings = settings.clone();
             let acceptor = self.acceptor.clone();
             tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let core = core.clone();
-                    let settings = settings.clone();
-                    async move {
-                        Ok::<_, std::convert::Infallible>(handle(core, &settings, peer, req).await)
-                    }
-                });
+                let service = |chain: Option<ClientCertChain>| {
+                    service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                        let core = core.clone();
+                        let settings = settings.clone();
+                        if let Some(chain) = &chain {
+                            req.extensions_mut().insert(chain.clone());
+                        }
+                        async move {
+                            Ok::<_, std::convert::Infallible>(
+                                handle(core, &settings, peer, req).await,
+                            )
+                        }
+                    })
+                };
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let result = match acceptor {
                     Some(acceptor) => match acceptor.accept(stream).await {
-                        Ok(tls) => builder.serve_connection(TokioIo::new(tls), svc).await,
+                        Ok(tls) => {
+                            let chain = tls.get_ref().1.peer_certificates().map(|certs| {
+                                ClientCertChain(Arc::new(
+                                    certs.iter().map(|c| c.as_ref().to_vec()).collect(),
+                                ))
+                            });
+                            builder
+                                .serve_connection(TokioIo::new(tls), service(chain))
+                                .await
+                        }
                         Err(e) => {
                             tracing::debug!(%peer, error = %e, "TLS handshake failed");
                             return;
                         }
                     },
-                    None => builder.serve_connection(TokioIo::new(stream), svc).await,
+                    None => {
+                        builder
+                            .serve_connection(TokioIo::new(stream), service(None))
+                            .await
+                    }
                 };
                 if let Err(e) = result {
                     tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -97,6 +97,9 @@ pub struct Request {
     /// The body as received, for the few endpoints whose body is not JSON (a raft snapshot
     /// being restored); `None` otherwise.
     pub raw_body: Option<Arc<Vec<u8>>>,
+    /// The certificate chain the client presented over TLS (DER, its own certificate first),
+    /// also when a standby forwarded the request; `None` without one.
+    pub client_cert_chain: Option<Arc<Vec<Vec<u8>>>>,
 }
 
 impl Request {
@@ -116,6 +119,7 @@ impl Request {
             token: None,
             client_token: String::new(),
             raw_body: None,
+            client_cert_chain: None,
         }
     }
 
