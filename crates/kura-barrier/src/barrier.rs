@@ -334,6 +334,12 @@ impl Barrier {
         Ok(())
     }
 
+    /// Encrypts `plaintext` with the active key, bound to `path` as storage values are, without
+    /// storing it (the sealed checksums of a raft snapshot).
+    pub fn encrypt_value(&self, path: &str, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.snapshot()?.encrypt(path, plaintext)
+    }
+
     /// Whether `keyring` (an encrypted keyring as stored at [`KEYRING_PATH`], e.g. from a
     /// snapshot) opens with this barrier's root key: it belongs to the same cluster.
     pub fn opens_keyring(&self, keyring: &[u8]) -> bool {

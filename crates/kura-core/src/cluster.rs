@@ -626,10 +626,23 @@ impl Core {
     /// barrier, as one snapshot file.
     pub(crate) async fn raft_snapshot_save(&self) -> Result<Vec<u8>> {
         self.require_active()?;
-        self.require_plane()?
+        let state = self
+            .require_plane()?
             .snapshot_save()
             .await
-            .map_err(plane_err)
+            .map_err(plane_err)?;
+        let meta = serde_json::to_vec(&serde_json::json!({
+            "format": "kura-raft-snapshot-1",
+            "index": self.applied_index(),
+            "cluster_id": self.cluster_info().map(|c| c.id).unwrap_or_default(),
+        }))
+        .map_err(|e| LogicalError::Internal(e.to_string()))?;
+        let sums = crate::snapshot_archive::sums(&meta, &state);
+        let sealed = self
+            .barrier
+            .encrypt_value("core/snapshot-sums", sums.as_bytes())
+            .map_err(crate::view::barrier_err)?;
+        crate::snapshot_archive::build(&meta, &state, sums.as_bytes(), &sealed)
     }
 
     /// `sys/storage/raft/snapshot` and `snapshot-force` (update): replaces the cluster's data
@@ -645,7 +658,8 @@ impl Core {
         if data.is_empty() {
             return Err(LogicalError::bad("no snapshot in the request body"));
         }
-        let pairs = plane.snapshot_read(data).await.map_err(plane_err)?;
+        let state = crate::snapshot_archive::state_of(data)?;
+        let pairs = plane.snapshot_read(state).await.map_err(plane_err)?;
         let keyring = pairs
             .iter()
             .find(|(k, _)| k == KEYRING_PATH)

@@ -13,6 +13,7 @@ mod leases;
 mod mounts;
 mod policy_store;
 mod recovery;
+mod snapshot_archive;
 mod sys;
 mod token;
 mod token_backend;
