@@ -74,13 +74,10 @@ pub fn load_tls_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
         }
     };
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let verifier = Arc::new(OptionalClientCert {
-        algorithms: provider.signature_verification_algorithms,
-    });
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)
         .map_err(|e| TlsError::Setting(e.to_string()))?
-        .with_client_cert_verifier(verifier)
+        .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| TlsError::File {
             file: s.key_file.clone(),
@@ -88,58 +85,4 @@ pub fn load_tls_config(s: &TlsSettings) -> Result<ServerConfig, TlsError> {
         })?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
-}
-
-/// Asks clients for a certificate without requiring one, as OpenBao's listener does: a client
-/// that presents one proves it holds the key (the handshake signature is checked here), and
-/// whether the certificate is trusted is for the auth method that reads it to decide. The
-/// chain travels with the request (and with a request a standby forwards).
-#[derive(Debug)]
-struct OptionalClientCert {
-    algorithms: rustls::crypto::WebPkiSupportedAlgorithms,
-}
-
-impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
-    fn offer_client_auth(&self) -> bool {
-        true
-    }
-
-    fn client_auth_mandatory(&self) -> bool {
-        false
-    }
-
-    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
-        &[]
-    }
-
-    fn verify_client_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: rustls_pki_types::UnixTime,
-    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
-        Ok(rustls::server::danger::ClientCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
