@@ -851,7 +851,7 @@ fn retry_join_over_tls_with_leader_ca_client_cert_and_server_name() {
         pki.other_ca.display()
     );
     let (n2, _) = tls_node(dir.path(), "node2", &pki, vec![block2]);
-    let (n3, _) = tls_node(dir.path(), "node3", &pki, vec![block3]);
+    let (n3, tls3) = tls_node(dir.path(), "node3", &pki, vec![block3]);
     let (n4, _) = tls_node(dir.path(), "node4", &pki, vec![block4]);
 
     let s1 = start(&n1);
@@ -877,6 +877,37 @@ fn retry_join_over_tls_with_leader_ca_client_cert_and_server_name() {
         Some(&json!({"type": "kv"})),
     );
     assert_eq!(st, 204, "{body}");
+    // A client that presents a certificate to a standby's TLS listener is served (the request
+    // is forwarded with the client's chain); one without a certificate too.
+    for with_cert in [true, false] {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&pki.ca)
+            .args([
+                "--resolve",
+                &format!("kura.test:{}:127.0.0.1", tls3.rsplit(':').next().unwrap()),
+            ])
+            .args(["-H", &format!("X-Vault-Token: {token}")]);
+        if with_cert {
+            curl.arg("--cert")
+                .arg(&pki.client_cert)
+                .arg("--key")
+                .arg(&pki.client_key);
+        }
+        let port = tls3.rsplit(':').next().unwrap();
+        // A write: the standby forwards it to the active node.
+        let out = curl
+            .args(["-X", "POST", "-d", r#"{"description":"tuned over TLS"}"#])
+            .arg(format!("https://kura.test:{port}/v1/sys/mounts/tlskv/tune"))
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "204",
+            "client certificate {with_cert}: {out:?}"
+        );
+    }
+
     // The node with the wrong CA never gets a challenge and says why.
     wait_for(20, "a join failure in node4's log", || {
         let log = s4.log_text();
