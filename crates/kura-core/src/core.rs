@@ -476,10 +476,26 @@ impl Core {
         }
     }
 
+    /// The stored mount and auth tables, secrets mounts first (the defaults where a table was
+    /// never written).
+    async fn stored_mount_entries(&self) -> Result<Vec<MountEntry>> {
+        let core_view = BarrierView::new(self.barrier.clone(), "");
+        let mut entries: Vec<MountEntry> = core_view
+            .get_json(MOUNT_TABLE_KEY)
+            .await?
+            .unwrap_or_else(default_mounts);
+        entries.extend(
+            core_view
+                .get_json::<Vec<MountEntry>>(AUTH_TABLE_KEY)
+                .await?
+                .unwrap_or_else(default_auth),
+        );
+        Ok(entries)
+    }
+
     /// Builds the runtime over the stored tables. `read_only`: for a read-serving standby —
     /// nothing is written (no default policy, no token salt) and no expiration task runs.
     pub(crate) async fn build_runtime(&self, read_only: bool) -> Result<Arc<Runtime>> {
-        let core_view = BarrierView::new(self.barrier.clone(), "");
         let policies = Arc::new(PolicyStore::new(BarrierView::new(
             self.barrier.clone(),
             "sys/policy/",
@@ -489,16 +505,7 @@ impl Core {
         }
         let tokens =
             Arc::new(TokenStore::open(BarrierView::new(self.barrier.clone(), "sys/token/")).await?);
-        let mut mounts: Vec<MountEntry> = core_view
-            .get_json(MOUNT_TABLE_KEY)
-            .await?
-            .unwrap_or_else(default_mounts);
-        mounts.extend(
-            core_view
-                .get_json::<Vec<MountEntry>>(AUTH_TABLE_KEY)
-                .await?
-                .unwrap_or_else(default_auth),
-        );
+        let mut mounts = self.stored_mount_entries().await?;
         let mut mounted = Vec::new();
         let system_mount = match mounts.iter().position(|m| m.backend_type == "system") {
             Some(i) => mounts.remove(i),
@@ -604,17 +611,7 @@ impl Core {
     /// of mounts that are still there (their tunables updated), starting new ones and cleaning
     /// up removed ones.
     pub(crate) async fn reload_mounts_on_standby(&self, rt: &Arc<Runtime>) -> Result<()> {
-        let core_view = BarrierView::new(self.barrier.clone(), "");
-        let mut entries: Vec<MountEntry> = core_view
-            .get_json(MOUNT_TABLE_KEY)
-            .await?
-            .unwrap_or_else(default_mounts);
-        entries.extend(
-            core_view
-                .get_json::<Vec<MountEntry>>(AUTH_TABLE_KEY)
-                .await?
-                .unwrap_or_else(default_auth),
-        );
+        let mut entries = self.stored_mount_entries().await?;
         entries.retain(|e| e.backend_type != "system");
         let old = rt.router();
         let mut mounted = Vec::with_capacity(entries.len());

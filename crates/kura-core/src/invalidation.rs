@@ -24,7 +24,7 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use kura_barrier::{KEYRING_PATH, ROOT_KEY_PATH, UPGRADE_PREFIX};
-use tokio::sync::{broadcast, watch};
+use tokio::sync::broadcast;
 
 use crate::core::Core;
 use crate::ha::HaState;
@@ -281,12 +281,6 @@ async fn run(core: Weak<Core>, mut rx: broadcast::Receiver<kura_storage::WriteBa
             }
         });
     }
-}
-
-/// The receiver side of the invalidated index, for tests.
-#[allow(dead_code)]
-pub(crate) fn watch_invalidated(core: &Core) -> watch::Receiver<u64> {
-    core.invalidated.subscribe()
 }
 
 #[cfg(test)]

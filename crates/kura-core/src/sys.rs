@@ -963,8 +963,8 @@ impl Core {
             S::RaftSnapshot | S::RaftSnapshotForce => {
                 let data = req
                     .raw_body
-                    .as_ref()
-                    .map(|b| b.as_ref().clone())
+                    .clone()
+                    .map(Arc::unwrap_or_clone)
                     .unwrap_or_default();
                 self.raft_snapshot_restore(data, route.id == S::RaftSnapshotForce)
                     .await?;

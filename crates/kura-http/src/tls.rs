@@ -130,7 +130,7 @@ impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
         match rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms) {
             Err(rustls::Error::InvalidCertificate(_)) => {
                 // As for TLS 1.3 below: a certificate webpki cannot parse still proves its key.
-                let key = subject_public_key(cert)?;
+                let key = public_key(cert, false)?;
                 let algorithms = self
                     .algorithms
                     .mapping
@@ -166,7 +166,7 @@ impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
                 // webpki parses only X.509 v3; an older certificate (OpenSSL's default without
                 // extensions, as hvac's test client presents) still proves its key: check the
                 // signature against the public key read with a tolerant parser.
-                let spki = subject_public_key_info(cert)?;
+                let spki = public_key(cert, true)?;
                 rustls::crypto::verify_tls13_signature_with_raw_key(
                     message,
                     &rustls_pki_types::SubjectPublicKeyInfoDer::from(spki.as_slice()),
@@ -183,24 +183,16 @@ impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
     }
 }
 
-/// The DER SubjectPublicKeyInfo of a certificate of any X.509 version.
-fn subject_public_key_info(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
+/// A certificate's public key, for a certificate of any X.509 version: the DER
+/// SubjectPublicKeyInfo (`spki == true`) or its raw key bits.
+fn public_key(cert: &CertificateDer<'_>, spki: bool) -> Result<Vec<u8>, rustls::Error> {
     use x509_parser::prelude::FromDer as _;
     let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert.as_ref())
         .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    Ok(parsed.tbs_certificate.subject_pki.raw.to_vec())
-}
-
-/// The raw public key (the SubjectPublicKeyInfo's bit string) of a certificate of any X.509
-/// version.
-fn subject_public_key(cert: &CertificateDer<'_>) -> Result<Vec<u8>, rustls::Error> {
-    use x509_parser::prelude::FromDer as _;
-    let (_, parsed) = x509_parser::certificate::X509Certificate::from_der(cert.as_ref())
-        .map_err(|_| rustls::Error::InvalidCertificate(rustls::CertificateError::BadEncoding))?;
-    Ok(parsed
-        .tbs_certificate
-        .subject_pki
-        .subject_public_key
-        .data
-        .to_vec())
+    let info = &parsed.tbs_certificate.subject_pki;
+    Ok(if spki {
+        info.raw.to_vec()
+    } else {
+        info.subject_public_key.data.to_vec()
+    })
 }
