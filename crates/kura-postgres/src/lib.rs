@@ -113,7 +113,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kura_storage::{validate_key, Backend, HaLock, Result, StorageError, TxnOp};
+use kura_storage::{
+    validate_key, Backend, HaLock, Indexed, Result, StorageError, TxnOp, WriteBatch, WriteNotifier,
+};
+use tokio::sync::{broadcast, watch};
 
 pub use lock::{LockTiming, PostgresLock};
 use pool::{Pool, Sql};
@@ -149,6 +152,10 @@ pub enum PostgresError {
 pub struct PostgresOptions {
     /// `connection_url`: a `postgres://` URL or a `key=value` connection string.
     pub connection_url: String,
+    /// `read_connection_url` (Kura's own): a streaming replica that serves `get` and `list`
+    /// while this node is a standby (see the crate documentation). Unset: reads go to
+    /// `connection_url`.
+    pub read_connection_url: Option<String>,
     /// `table` (default `openbao_kv_store`).
     pub table: String,
     /// `ha_table` (default `openbao_ha_locks`).
@@ -167,8 +174,9 @@ pub struct PostgresOptions {
 
 impl std::fmt::Debug for PostgresOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // The connection URL may carry a password: never printed.
+        // The connection URLs may carry a password: never printed.
         f.debug_struct("PostgresOptions")
+            .field("read_replica", &self.read_connection_url.is_some())
             .field("table", &self.table)
             .field("ha_table", &self.ha_table)
             .field("ha_enabled", &self.ha_enabled)
@@ -183,6 +191,7 @@ impl std::fmt::Debug for PostgresOptions {
 /// The option names this backend understands (others get a warning from the caller).
 pub const KNOWN_OPTIONS: &[&str] = &[
     "connection_url",
+    "read_connection_url",
     "table",
     "ha_table",
     "ha_enabled",
@@ -198,6 +207,7 @@ impl PostgresOptions {
     pub fn new(connection_url: impl Into<String>) -> Self {
         PostgresOptions {
             connection_url: connection_url.into(),
+            read_connection_url: None,
             table: DEFAULT_TABLE.into(),
             ha_table: DEFAULT_HA_TABLE.into(),
             ha_enabled: false,
@@ -211,6 +221,11 @@ impl PostgresOptions {
     /// Reads the options as OpenBao hands them to its backend (`map[string]string`).
     pub fn from_map(map: &BTreeMap<String, String>) -> std::result::Result<Self, PostgresError> {
         let mut o = PostgresOptions::new(map.get("connection_url").cloned().unwrap_or_default());
+        if let Some(u) = map.get("read_connection_url") {
+            if !u.trim().is_empty() {
+                o.read_connection_url = Some(u.clone());
+            }
+        }
         if let Some(t) = map.get("table") {
             o.table = t.clone();
         }
@@ -304,6 +319,38 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// One batch of this node's committed writes, as streamed to standbys.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamBatch {
+    /// The batch's stream index: strictly increasing in publication order, at least `lsn`.
+    pub index: u64,
+    /// A WAL position at or past the commit's record (`pg_current_wal_insert_lsn()` read just
+    /// after the commit): a replica that has replayed it shows the writes.
+    pub lsn: u64,
+    /// The keys written or deleted, in the transaction's order.
+    pub keys: Vec<String>,
+}
+
+/// A position in the commit stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct StreamPosition {
+    /// The index of the last published batch (0 before any).
+    pub index: u64,
+    /// The WAL position of the last published commit of this node (0 before any).
+    pub lsn: u64,
+}
+
+/// Capacity of the commit and write-notification channels (a receiver further behind than this
+/// sees `Lagged`).
+const STREAM_CAPACITY: usize = 4096;
+
+/// How often a replica's replay position is polled while waiting for it.
+const REPLAY_POLL: Duration = Duration::from_millis(1);
+
+/// How long [`PostgresBackend::apply_remote`] and [`PostgresBackend::resync`] wait between two
+/// warnings about a replica that lags (they wait without limit).
+const LAG_WARNING: Duration = Duration::from_secs(5);
+
 /// PostgreSQL storage. Cheap to clone (shared state).
 #[derive(Clone)]
 pub struct PostgresBackend {
@@ -312,40 +359,55 @@ pub struct PostgresBackend {
 
 struct Inner {
     pool: Arc<Pool>,
+    /// The pool of `read_connection_url`, when set.
+    read_pool: Option<Arc<Pool>>,
     lock: Option<Arc<PostgresLock>>,
+    /// Serialises publication: the index arithmetic, both broadcasts and the applied index
+    /// move together, so every receiver sees batches in index order.
+    published: std::sync::Mutex<Published>,
+    commits: broadcast::Sender<StreamBatch>,
+    notify: broadcast::Sender<WriteBatch>,
+    /// The applied index (also the index of the last batch published by this node).
+    applied: watch::Sender<u64>,
+    /// The highest replay position seen on the read database (a shortcut for waits).
+    replayed: std::sync::atomic::AtomicU64,
+}
+
+/// What the publication mutex guards besides the applied index.
+struct Published {
+    /// The WAL position of this node's last published commit.
+    last_lsn: u64,
 }
 
 impl PostgresBackend {
-    /// Connects (one connection is opened to check the server), creates the tables unless
-    /// `skip_create_table`, and prepares the HA lock when `ha_enabled`.
+    /// Connects (one connection is opened to check the server, and one to the read replica
+    /// when `read_connection_url` is set), creates the tables unless `skip_create_table` (never
+    /// through the read replica), and prepares the HA lock when `ha_enabled`.
     pub async fn connect(opts: PostgresOptions) -> std::result::Result<Self, PostgresError> {
-        let (config, tls) = tls::prepare(&opts.connection_url)?;
         let sql = Arc::new(Sql::new(&opts.table, &opts.ha_table));
-        let pool = Arc::new(Pool::new(
-            config,
-            tls,
-            sql,
-            opts.ha_enabled,
-            opts.max_parallel,
-            opts.max_idle_connections,
-        ));
-        let conn = pool.connect_raw().await.map_err(|e| {
-            PostgresError::Database(format!("connecting to the database failed: {e}"))
-        })?;
-        let version: i32 = conn
-            .query_one("SELECT current_setting('server_version_num')::int", &[])
-            .await
-            .map_err(|e| PostgresError::Database(describe(&e)))?
-            .get(0);
-        if version < 90500 {
-            return Err(PostgresError::Database(
-                "PostgreSQL version must be at least 9.5".into(),
-            ));
+        let pool = open_pool(&opts.connection_url, &opts, sql.clone(), opts.ha_enabled)?;
+        {
+            let conn = pool.connect_raw().await.map_err(|e| {
+                PostgresError::Database(format!("connecting to the database failed: {e}"))
+            })?;
+            check_version(&conn).await?;
+            if !opts.skip_create_table {
+                create_tables(&conn, &opts).await?;
+            }
         }
-        if !opts.skip_create_table {
-            create_tables(&conn, &opts).await?;
-        }
-        drop(conn);
+        let read_pool = match &opts.read_connection_url {
+            Some(url) => {
+                let read = open_pool(url, &opts, sql, false)?;
+                let conn = read.connect_raw().await.map_err(|e| {
+                    PostgresError::Database(format!(
+                        "read_connection_url: connecting to the database failed: {e}"
+                    ))
+                })?;
+                check_version(&conn).await?;
+                Some(read)
+            }
+            None => None,
+        };
         let lock = opts.ha_enabled.then(|| {
             Arc::new(PostgresLock::new(
                 pool.clone(),
@@ -353,14 +415,41 @@ impl PostgresBackend {
                 opts.lock_timing,
             ))
         });
+        let (commits, _) = broadcast::channel(STREAM_CAPACITY);
+        let (notify, _) = broadcast::channel(STREAM_CAPACITY);
+        let (applied, _) = watch::channel(0);
         Ok(PostgresBackend {
-            inner: Arc::new(Inner { pool, lock }),
+            inner: Arc::new(Inner {
+                pool,
+                read_pool,
+                lock,
+                published: std::sync::Mutex::new(Published { last_lsn: 0 }),
+                commits,
+                notify,
+                applied,
+                replayed: std::sync::atomic::AtomicU64::new(0),
+            }),
         })
     }
 
     /// The HA lock, when `ha_enabled` (also through [`Backend::ha_lock`]).
     pub fn lock(&self) -> Option<Arc<PostgresLock>> {
         self.inner.lock.clone()
+    }
+
+    /// Whether reads go to a separate read database (`read_connection_url` set).
+    pub fn has_read_replica(&self) -> bool {
+        self.inner.read_pool.is_some()
+    }
+
+    /// The pool `get` and `list` use: the read replica while this node competes for the lock
+    /// without holding it, the primary otherwise (the active node reads its own writes; a node
+    /// that never competed, such as one being initialised, too).
+    fn read_pool(&self) -> &Arc<Pool> {
+        match (&self.inner.read_pool, &self.inner.lock) {
+            (Some(read), Some(lock)) if lock.is_standby() => read,
+            _ => &self.inner.pool,
+        }
     }
 
     /// The database's current WAL insert position (`pg_current_wal_insert_lsn()`) as a number:
@@ -377,7 +466,157 @@ impl PostgresBackend {
         parse_lsn(row.get::<_, &str>(0))
     }
 
-    /// Runs `ops` in one transaction, fenced by the HA lock when this node competes for it.
+    /// Atomically: the position of the last published commit and a receiver of every later one.
+    pub fn subscribe_commits(&self) -> (StreamPosition, broadcast::Receiver<StreamBatch>) {
+        let published = self.inner.published.lock().expect("publication lock");
+        let position = StreamPosition {
+            index: *self.inner.applied.borrow(),
+            lsn: published.last_lsn,
+        };
+        (position, self.inner.commits.subscribe())
+    }
+
+    /// On a standby: waits until the database this node reads from has replayed `batch.lsn`
+    /// (without limit, warning every few seconds; errors of the read database are retried the
+    /// same way), then publishes `WriteBatch { index: batch.index, keys, reset: false }` on the
+    /// write notifier and raises the applied index to `batch.index`.
+    pub async fn apply_remote(&self, batch: StreamBatch) -> Result<()> {
+        self.wait_replayed_patiently(batch.lsn).await;
+        let published = self.inner.published.lock().expect("publication lock");
+        let _ = self.inner.notify.send(WriteBatch {
+            index: batch.index,
+            keys: batch.keys,
+            reset: false,
+        });
+        self.inner.applied.send_if_modified(|applied| {
+            let raise = batch.index > *applied;
+            *applied = (*applied).max(batch.index);
+            raise
+        });
+        drop(published);
+        Ok(())
+    }
+
+    /// On a standby, after (re)subscribing: waits until the read database has replayed
+    /// `pos.lsn` (as [`apply_remote`](Self::apply_remote) does), then publishes
+    /// `WriteBatch { index: pos.index, keys: [], reset: true }` and sets the applied index to
+    /// `max(current, pos.index)`.
+    pub async fn resync(&self, pos: StreamPosition) -> Result<()> {
+        self.wait_replayed_patiently(pos.lsn).await;
+        let published = self.inner.published.lock().expect("publication lock");
+        let _ = self.inner.notify.send(WriteBatch {
+            index: pos.index,
+            keys: Vec::new(),
+            reset: true,
+        });
+        self.inner.applied.send_if_modified(|applied| {
+            let raise = pos.index > *applied;
+            *applied = (*applied).max(pos.index);
+            raise
+        });
+        drop(published);
+        Ok(())
+    }
+
+    /// The stream from the active node dropped: publishes a reset batch (no keys,
+    /// `reset: true`) at the current applied index, so caches are dropped.
+    pub fn stream_lost(&self) {
+        let _published = self.inner.published.lock().expect("publication lock");
+        let _ = self.inner.notify.send(WriteBatch {
+            index: *self.inner.applied.borrow(),
+            keys: Vec::new(),
+            reset: true,
+        });
+    }
+
+    /// Waits until the read database (the one `get` and `list` use now) has replayed WAL up to
+    /// `lsn`: on a streaming replica (`pg_is_in_recovery()`) polls `pg_last_wal_replay_lsn()`
+    /// about every millisecond; on a primary returns at once.
+    /// `Err(StorageError::IndexTimeout(lsn))` after `timeout`.
+    pub async fn wait_replayed(&self, lsn: u64, timeout: Duration) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if lsn == 0 || self.inner.replayed.load(Ordering::Relaxed) >= lsn {
+            return Ok(());
+        }
+        let pool = self.read_pool().clone();
+        let wait = async {
+            let conn = pool.get().await?;
+            loop {
+                let msgs = conn
+                    .client()
+                    .simple_query("SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text")
+                    .await
+                    .map_err(db_err)?;
+                let row = msgs
+                    .iter()
+                    .find_map(|m| match m {
+                        tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                        _ => None,
+                    })
+                    .ok_or_else(|| StorageError::Io("postgresql: no replay position".into()))?;
+                if row.get(0) != Some("t") {
+                    // A primary (or a replica promoted meanwhile) has every commit it knows.
+                    return Ok(());
+                }
+                if let Some(text) = row.get(1) {
+                    let replayed = parse_lsn(text)?;
+                    self.inner.replayed.fetch_max(replayed, Ordering::Relaxed);
+                    if replayed >= lsn {
+                        return Ok(());
+                    }
+                }
+                tokio::time::sleep(REPLAY_POLL).await;
+            }
+        };
+        match tokio::time::timeout(timeout, wait).await {
+            Ok(result) => result,
+            Err(_) => Err(StorageError::IndexTimeout(lsn)),
+        }
+    }
+
+    /// [`wait_replayed`](Self::wait_replayed) without a limit: a lagging replica or a failing
+    /// read database is reported every few seconds and waited for.
+    async fn wait_replayed_patiently(&self, lsn: u64) {
+        let started = tokio::time::Instant::now();
+        loop {
+            match self.wait_replayed(lsn, LAG_WARNING).await {
+                Ok(()) => return,
+                Err(StorageError::IndexTimeout(_)) => tracing::warn!(
+                    lsn = %format_lsn(lsn),
+                    waited_secs = started.elapsed().as_secs(),
+                    "the read database has not replayed a commit of the active node yet; waiting"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading the replay position of the read database failed; retrying");
+                    tokio::time::sleep(LAG_WARNING).await;
+                }
+            }
+        }
+    }
+
+    /// Publishes this node's commit of `keys`, whose record ends at or before `lsn`.
+    fn publish_commit(&self, lsn: u64, keys: Vec<String>) {
+        let mut published = self.inner.published.lock().expect("publication lock");
+        // Commits made on different connections can finish (and get here) out of LSN order, so
+        // the LSN alone is not a usable stream index: a standby applies batches in order and
+        // claims each batch's index once it took it in, so indexes must strictly increase in
+        // publication order, or it would claim an index before it saw a batch published later
+        // with a lower one. Keeping the index at least the LSN makes indexes keep growing when
+        // another node becomes active on the same database (its LSNs are past every earlier
+        // commit).
+        let index = (*self.inner.applied.borrow() + 1).max(lsn);
+        published.last_lsn = lsn;
+        let _ = self.inner.commits.send(StreamBatch {
+            index,
+            lsn,
+            keys: keys.clone(),
+        });
+        let _ = self.inner.notify.send(WriteBatch::new(index, keys));
+        self.inner.applied.send_replace(index);
+    }
+
+    /// Runs `ops` in one transaction, fenced by the HA lock when this node competes for it,
+    /// and publishes it once committed.
     async fn commit(&self, ops: Vec<TxnOp>) -> Result<()> {
         for op in &ops {
             validate_key(op.key())?;
@@ -386,13 +625,18 @@ impl PostgresBackend {
             Some(lock) => lock.fence()?,
             None => None,
         };
+        let keys: Vec<String> = ops.iter().map(|op| op.key().to_string()).collect();
         let mut conn = self.inner.pool.get().await?;
         let sql = conn.stmts().clone();
-        let txn = conn.client_mut().transaction().await.map_err(db_err)?;
+        // The transaction is run by hand so that its COMMIT and the read of the WAL position
+        // travel in one message. Until it has ended, the connection is never pooled again.
+        conn.set_in_transaction(true);
+        let client = conn.client();
+        client.batch_execute("BEGIN").await.map_err(db_err)?;
         let fenced = async {
             if let Some(identity) = &fence {
                 let stmt = sql.fence.as_ref().ok_or(StorageError::NotLeader)?;
-                let rows = txn
+                let rows = client
                     .query(stmt, &[&LOCK_KEY, identity])
                     .await
                     .map_err(db_err)?;
@@ -405,26 +649,30 @@ impl PostgresBackend {
         // The fence and the writes are sent together (pipelined); the server runs them in
         // order, and nothing is committed unless the fence returned its row.
         let writes = futures::future::try_join_all(ops.iter().map(|op| {
-            let txn = &txn;
             let sql = &sql;
             async move {
                 match op {
                     TxnOp::Put { key, value } => {
                         let (parent, path, k) = split_key(key);
-                        txn.execute(&sql.put, &[&parent, &path, &k, value])
+                        client
+                            .execute(&sql.put, &[&parent, &path, &k, value])
                             .await
                             .map_err(db_err)
                     }
                     TxnOp::Delete { key } => {
                         let (_, path, k) = split_key(key);
-                        txn.execute(&sql.delete, &[&path, &k]).await.map_err(db_err)
+                        client
+                            .execute(&sql.delete, &[&path, &k])
+                            .await
+                            .map_err(db_err)
                     }
                 }
             }
         }));
         let (fence_result, write_result) = futures::join!(fenced, writes);
-        if let Err(e) = fence_result {
-            let _ = txn.rollback().await;
+        if let Err(e) = fence_result.and(write_result.map(|_| ())) {
+            let rolled_back = client.batch_execute("ROLLBACK").await.is_ok();
+            conn.set_in_transaction(!rolled_back);
             if e == StorageError::NotLeader {
                 if let (Some(lock), Some(identity)) = (&self.inner.lock, &fence) {
                     lock.fenced_out(identity);
@@ -432,12 +680,83 @@ impl PostgresBackend {
             }
             return Err(e);
         }
-        if let Err(e) = write_result {
-            let _ = txn.rollback().await;
-            return Err(e);
+        let lsn = match client
+            .simple_query("COMMIT; SELECT pg_current_wal_insert_lsn()::text")
+            .await
+        {
+            Ok(msgs) => msgs
+                .iter()
+                .find_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(parse_lsn),
+                    _ => None,
+                })
+                .unwrap_or_else(|| Err(StorageError::Io("postgresql: no WAL position".into()))),
+            Err(e) if e.as_db_error().is_some() => {
+                // The server refused the COMMIT (a deferred check): rolled back, nothing to tell.
+                conn.set_in_transaction(false);
+                return Err(db_err(e));
+            }
+            Err(e) => Err(db_err(e)),
+        };
+        match lsn {
+            Ok(lsn) => {
+                conn.set_in_transaction(false);
+                drop(conn);
+                self.publish_commit(lsn, keys);
+                Ok(())
+            }
+            Err(e) => {
+                // The connection failed around the COMMIT: it may have committed. Tell the
+                // standbys about the keys anyway (a needless invalidation is harmless), at a
+                // position read afresh, which is past the commit if there was one.
+                drop(conn);
+                match tokio::time::timeout(Duration::from_secs(2), self.current_wal_lsn()).await {
+                    Ok(Ok(lsn)) => self.publish_commit(lsn, keys),
+                    _ => tracing::warn!(
+                        "a commit's outcome is unknown and could not be published to standbys"
+                    ),
+                }
+                Err(e)
+            }
         }
-        txn.commit().await.map_err(db_err)
     }
+}
+
+/// Formats a WAL position as PostgreSQL does (`X/Y`).
+pub fn format_lsn(lsn: u64) -> String {
+    format!("{:X}/{:X}", lsn >> 32, lsn & 0xFFFF_FFFF)
+}
+
+/// A pool for `url` with the options' limits (TLS per the URL's `sslmode`).
+fn open_pool(
+    url: &str,
+    opts: &PostgresOptions,
+    sql: Arc<Sql>,
+    ha: bool,
+) -> std::result::Result<Arc<Pool>, PostgresError> {
+    let (config, tls) = tls::prepare(url)?;
+    Ok(Arc::new(Pool::new(
+        config,
+        tls,
+        sql,
+        ha,
+        opts.max_parallel,
+        opts.max_idle_connections,
+    )))
+}
+
+async fn check_version(conn: &tokio_postgres::Client) -> std::result::Result<(), PostgresError> {
+    let version: i32 = conn
+        .query_one("SELECT current_setting('server_version_num')::int", &[])
+        .await
+        .map_err(|e| PostgresError::Database(describe(&e)))?
+        .get(0);
+    if version < 90500 {
+        return Err(PostgresError::Database(
+            "PostgreSQL version must be at least 9.5".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses `X/Y` (hex) into `X << 32 | Y`.
@@ -503,7 +822,7 @@ impl Backend for PostgresBackend {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         validate_key(key)?;
         let (_, path, k) = split_key(key);
-        let conn = self.inner.pool.get().await?;
+        let conn = self.read_pool().get().await?;
         let row = conn
             .client()
             .query_opt(&conn.stmts().get, &[&path, &k])
@@ -530,7 +849,7 @@ impl Backend for PostgresBackend {
     async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let full = format!("/{prefix}");
         let like = like_prefix(&full);
-        let conn = self.inner.pool.get().await?;
+        let conn = self.read_pool().get().await?;
         let rows = conn
             .client()
             .query(&conn.stmts().list, &[&full, &like])
@@ -562,6 +881,40 @@ impl Backend for PostgresBackend {
             .lock
             .clone()
             .map(|l| l as Arc<dyn HaLock + 'static>)
+    }
+
+    fn write_notifier(&self) -> Option<Arc<dyn WriteNotifier>> {
+        Some(Arc::new(Handle(self.inner.clone())))
+    }
+
+    fn indexed(&self) -> Option<Arc<dyn Indexed>> {
+        Some(Arc::new(Handle(self.inner.clone())))
+    }
+}
+
+/// The write notifier and the index of a [`PostgresBackend`].
+struct Handle(Arc<Inner>);
+
+impl WriteNotifier for Handle {
+    fn subscribe(&self) -> broadcast::Receiver<WriteBatch> {
+        self.0.notify.subscribe()
+    }
+}
+
+#[async_trait]
+impl Indexed for Handle {
+    fn applied_index(&self) -> u64 {
+        *self.0.applied.borrow()
+    }
+
+    async fn wait_for_index(&self, index: u64, timeout: Duration) -> Result<()> {
+        let mut rx = self.0.applied.subscribe();
+        let waited = match tokio::time::timeout(timeout, rx.wait_for(|i| *i >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(StorageError::Unavailable("index channel closed".into())),
+            Err(_) => Err(StorageError::IndexTimeout(index)),
+        };
+        waited
     }
 }
 

@@ -97,6 +97,16 @@ impl PostgresLock {
         }
     }
 
+    /// Whether this node competes for the lock without holding it (an unsealed standby, or a
+    /// node that released or lost it). A node that never competed (sealed, being initialised)
+    /// answers `false`, as does the holder.
+    pub(crate) fn is_standby(&self) -> bool {
+        matches!(
+            &*self.inner.fence.lock().expect("fence lock"),
+            Fence::NotHolding
+        )
+    }
+
     /// For a write: `Ok(None)` unfenced, `Ok(Some(identity))` fenced by the held lock,
     /// `Err(NotLeader)` when competing without holding.
     pub(crate) fn fence(&self) -> Result<Option<String>> {
@@ -113,7 +123,11 @@ impl PostgresLock {
             .mark_lost(identity, "a write found the lock held by another node");
     }
 
-    async fn try_acquire(&self, identity: &str, value: &str) -> std::result::Result<bool, String> {
+    async fn try_acquire(
+        &self,
+        identity: &str,
+        value: &str,
+    ) -> std::result::Result<bool, ExecError> {
         let inner = &self.inner;
         let ttl_ms = inner.timing.ttl.as_millis() as f64;
         let rows = inner
@@ -124,6 +138,30 @@ impl PostgresLock {
             )
             .await?;
         Ok(rows == 1)
+    }
+}
+
+/// A failed statement on the lock's connection.
+#[derive(Debug)]
+struct ExecError {
+    message: String,
+    /// The database is read-only (SQLSTATE 25006): a hot standby, which cannot take the lock
+    /// until it is promoted. The connection itself is healthy and is kept.
+    read_only: bool,
+}
+
+impl ExecError {
+    fn other(message: impl Into<String>) -> ExecError {
+        ExecError {
+            message: message.into(),
+            read_only: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ExecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
     }
 }
 
@@ -143,7 +181,7 @@ impl LockInner {
         stmt: Stmt,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         limit: Duration,
-    ) -> std::result::Result<u64, String> {
+    ) -> std::result::Result<u64, ExecError> {
         let sql = match stmt {
             Stmt::Acquire => &self.pool.sql.acquire,
             Stmt::Renew => &self.pool.sql.renew,
@@ -152,25 +190,29 @@ impl LockInner {
         let mut guard = self.conn.lock().await;
         let run = async {
             if guard.as_ref().is_none_or(|c| c.is_closed()) {
-                let client = self.pool.connect_raw().await?;
+                let client = self.pool.connect_raw().await.map_err(ExecError::other)?;
                 // Never wait long behind a row lock (a stalled writer): fail and retry.
                 client
                     .batch_execute("SET lock_timeout = 500; SET statement_timeout = 1000")
                     .await
-                    .map_err(|e| describe(&e))?;
+                    .map_err(|e| ExecError::other(describe(&e)))?;
                 *guard = Some(client);
             }
             let client = guard.as_ref().expect("lock connection");
             client
                 .execute(sql.as_str(), params)
                 .await
-                .map_err(|e| describe(&e))
+                .map_err(|e| ExecError {
+                    message: describe(&e),
+                    read_only: e.code()
+                        == Some(&tokio_postgres::error::SqlState::READ_ONLY_SQL_TRANSACTION),
+                })
         };
         let result = match tokio::time::timeout(limit, run).await {
             Ok(r) => r,
-            Err(_) => Err("timed out".to_string()),
+            Err(_) => Err(ExecError::other("timed out")),
         };
-        if result.is_err() {
+        if matches!(&result, Err(e) if !e.read_only) {
             // Whatever state the connection is in, start afresh next time.
             *guard = None;
         }
@@ -248,6 +290,12 @@ impl HaLock for PostgresLock {
             match self.try_acquire(&identity, &value).await {
                 Ok(true) => break sent,
                 Ok(false) => failures = 0,
+                // A hot standby: the lock cannot be taken here until an operator promotes the
+                // database; keep trying, quietly (this is the normal state of such a node).
+                Err(e) if e.read_only => {
+                    failures = 0;
+                    tracing::debug!(error = %e, "the database is read-only; waiting for it to be promoted");
+                }
                 Err(e) => {
                     if failures.is_multiple_of(20) {
                         tracing::warn!(error = %e, "taking the HA lock failed; retrying");

@@ -213,6 +213,7 @@ impl Pool {
         Ok(PooledConn {
             conn: Some(conn),
             pool: self.clone(),
+            in_transaction: false,
             _permit: permit,
         })
     }
@@ -222,6 +223,10 @@ impl Pool {
 pub(crate) struct PooledConn {
     conn: Option<Conn>,
     pool: Arc<Pool>,
+    /// Set while a hand-run transaction is open: a connection dropped in that state (the
+    /// operation was cancelled or failed half-way) is closed, never pooled, so the server rolls
+    /// the transaction back and no later operation runs inside it.
+    in_transaction: bool,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -230,19 +235,20 @@ impl PooledConn {
         &self.conn.as_ref().expect("pooled connection").client
     }
 
-    pub(crate) fn client_mut(&mut self) -> &mut Client {
-        &mut self.conn.as_mut().expect("pooled connection").client
-    }
-
     pub(crate) fn stmts(&self) -> &Arc<Stmts> {
         &self.conn.as_ref().expect("pooled connection").stmts
+    }
+
+    /// Marks a hand-run transaction as open (`true`) or ended (`false`).
+    pub(crate) fn set_in_transaction(&mut self, open: bool) {
+        self.in_transaction = open;
     }
 }
 
 impl Drop for PooledConn {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            if conn.client.is_closed() {
+            if conn.client.is_closed() || self.in_transaction {
                 return;
             }
             let mut idle = self.pool.idle.lock().expect("pool lock");

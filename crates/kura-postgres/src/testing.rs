@@ -5,6 +5,9 @@
 //! (initdb into a temporary directory on a free port), which stops and removes itself once this
 //! test process has exited. Tests never skip for want of a database: a server that cannot be
 //! started fails the test. [`fresh_database`] gives each test its own database on that server.
+//!
+//! Tests of replication start their own primary ([`start_server`]) and a streaming replica of
+//! it ([`start_replica`]), which [`promote`] turns into a primary.
 
 use std::sync::OnceLock;
 
@@ -39,40 +42,86 @@ pub struct StartedServer {
     pub dir: std::path::PathBuf,
 }
 
-/// Starts a new server through `scripts/postgres start`, with TLS when `ssl`.
-pub fn start_server(ssl: bool) -> StartedServer {
+impl StartedServer {
+    /// Its URL for the database `db`.
+    pub fn database_url(&self, db: &str) -> String {
+        with_database(&self.url, db)
+    }
+}
+
+/// A new directory name under the temporary directory.
+fn new_dir(kind: &str) -> std::path::PathBuf {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let dir = std::env::temp_dir().join(format!("kura-pg-{}-{nanos}", std::process::id()));
-    let mut cmd = std::process::Command::new("bash");
-    cmd.arg(script())
-        .arg("start")
-        .arg(&dir)
-        .arg("--watch-pid")
-        .arg(std::process::id().to_string());
-    if ssl {
-        cmd.arg("--ssl");
-    }
-    let out = cmd
+    std::env::temp_dir().join(format!("kura-{kind}-{}-{nanos}", std::process::id()))
+}
+
+/// Runs `scripts/postgres ARGS...`, panicking with its error output when it fails; returns the
+/// last line it printed.
+fn run_script(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new("bash")
+        .arg(script())
+        .args(args)
         .stderr(std::process::Stdio::piped())
         .output()
         .expect("running scripts/postgres");
     assert!(
         out.status.success(),
-        "scripts/postgres start failed (PostgreSQL 15 is required for these tests; \
+        "scripts/postgres {:?} failed (PostgreSQL 15 is required for these tests; \
          scripts/install-test-deps installs it):\n{}",
+        args.first(),
         String::from_utf8_lossy(&out.stderr)
     );
-    let url = String::from_utf8(out.stdout)
-        .expect("URL")
+    String::from_utf8(out.stdout)
+        .expect("output")
         .lines()
         .last()
-        .expect("scripts/postgres printed no URL")
+        .unwrap_or("")
         .trim()
-        .to_string();
+        .to_string()
+}
+
+/// Starts a new server through `scripts/postgres start`, with TLS when `ssl`.
+pub fn start_server(ssl: bool) -> StartedServer {
+    let dir = new_dir("pg");
+    let pid = std::process::id().to_string();
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "start".as_ref(),
+        dir.as_os_str(),
+        "--watch-pid".as_ref(),
+        pid.as_ref(),
+    ];
+    if ssl {
+        args.push("--ssl".as_ref());
+    }
+    let url = run_script(&args);
+    assert!(!url.is_empty(), "scripts/postgres printed no URL");
     StartedServer { url, dir }
+}
+
+/// Starts a streaming replica (a hot standby, read-only) of `primary` through
+/// `scripts/postgres replica`: `pg_basebackup -R -X stream` of the whole cluster into a new
+/// directory, started on a free port. It stops once this test process has exited.
+pub fn start_replica(primary: &StartedServer) -> StartedServer {
+    let dir = new_dir("pg-replica");
+    let pid = std::process::id().to_string();
+    let url = run_script(&[
+        "replica".as_ref(),
+        primary.dir.as_os_str(),
+        dir.as_os_str(),
+        "--watch-pid".as_ref(),
+        pid.as_ref(),
+    ]);
+    assert!(!url.is_empty(), "scripts/postgres printed no URL");
+    StartedServer { url, dir }
+}
+
+/// Promotes a replica started by [`start_replica`] to a primary (`pg_ctl promote`, waiting
+/// until it accepts writes).
+pub fn promote(replica: &StartedServer) {
+    run_script(&["promote".as_ref(), replica.dir.as_os_str()]);
 }
 
 /// `url` with its database name replaced by `db`.
@@ -94,7 +143,12 @@ pub fn with_database(url: &str, db: &str) -> String {
 
 /// Creates a new, empty database named after `hint` on the test server; returns its URL.
 pub async fn fresh_database(hint: &str) -> String {
-    let base = server_url();
+    create_database(&server_url(), hint).await
+}
+
+/// Creates a new, empty database named after `hint` on the server at `base` (any database's
+/// URL on it); returns its URL. Its name is the URL's last path segment.
+pub async fn create_database(base: &str, hint: &str) -> String {
     let clean: String = hint
         .chars()
         .map(|c| {
@@ -110,7 +164,7 @@ pub async fn fresh_database(hint: &str) -> String {
         "kura_{clean}_{}",
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let (config, tls) = crate::tls::prepare(&base).expect("test server URL");
+    let (config, tls) = crate::tls::prepare(base).expect("test server URL");
     let pool = crate::pool::Pool::new(
         config,
         tls,
@@ -127,7 +181,7 @@ pub async fn fresh_database(hint: &str) -> String {
         .batch_execute(&format!("CREATE DATABASE {name}"))
         .await
         .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {}", crate::describe(&e)));
-    with_database(&base, &name)
+    with_database(base, &name)
 }
 
 /// [`fresh_database`] for synchronous tests.
