@@ -94,13 +94,33 @@
 //! writes unfenced, as every OpenBao node always does; from its first `acquire` on, writes
 //! outside a held lock fail with `NotLeader`. With `ha_enabled` off, nothing is fenced.
 //!
-//! # Not yet here
+//! # Standbys: the commit stream and reads from a replica
 //!
-//! Write notifications and the storage index ([`Backend::write_notifier`],
-//! [`Backend::indexed`]) are not offered: on PostgreSQL a standby cannot learn of the active
-//! node's writes from the database, which is what the invalidation stream over the cluster port
-//! (issue 8, second half) is for. [`PostgresBackend::current_wal_lsn`] reads the WAL position
-//! that stream will carry as its index (a `u64`, `X/Y` as `X << 32 | Y`).
+//! The database tells a standby nothing about the active node's writes, so the active node
+//! tells it over the cluster port. Every successful commit learns its WAL position in the same
+//! message as its `COMMIT` (`COMMIT; SELECT pg_current_wal_insert_lsn()`), and is published,
+//! in one critical section, as a [`StreamBatch`] `{index, lsn, keys}` to
+//! [`PostgresBackend::subscribe_commits`] receivers (which the cluster plane forwards to
+//! standbys) and as a [`WriteBatch`] on this node's own [`WriteNotifier`]; the [`Indexed`]
+//! applied index follows. The index is `max(previous index + 1, lsn)`: strictly increasing in
+//! publication order (commits on different connections can finish out of LSN order, and two
+//! of them may read the same insert position), and never below the LSN, so indexes keep
+//! growing across a change of active node.
+//!
+//! A standby takes batches in with [`PostgresBackend::apply_remote`], which waits until the
+//! database it reads from has replayed the batch's LSN before it publishes the keys and raises
+//! its applied index; [`PostgresBackend::resync`] does the same for the position a
+//! subscription starts at, and [`PostgresBackend::stream_lost`] drops every cache.
+//!
+//! `read_connection_url` (Kura's own option) names a streaming replica: while this node
+//! competes for the lock without holding it (a standby), `get` and `list` go there; the active
+//! node, a node that has not yet competed (sealed, being initialised) and a node without
+//! `ha_enabled` read from `connection_url`. Tables are never created through it.
+//!
+//! `connection_url` may itself point at a hot standby: the node connects (table creation is
+//! skipped), its lock attempts fail quietly as read-only, and once an operator promotes that
+//! database (`pg_ctl promote`) the node takes the lock as soon as the last holder's
+//! `valid_until` has passed. There is no Kura-specific failover step.
 
 mod lock;
 mod pool;
@@ -951,6 +971,11 @@ mod tests {
         assert_eq!(parse_lsn("0/16B3748").unwrap(), 0x16B3748);
         assert_eq!(parse_lsn("1/0").unwrap(), 1 << 32);
         assert!(parse_lsn("zz").is_err());
+        assert_eq!(format_lsn(0x1_0016_B374), "1/16B374");
+        assert_eq!(
+            parse_lsn(&format_lsn(0xAB_CDEF_0123)).unwrap(),
+            0xAB_CDEF_0123
+        );
     }
 
     #[test]
@@ -967,6 +992,18 @@ mod tests {
         assert_eq!(o.table, "kv");
         assert_eq!(o.ha_table, DEFAULT_HA_TABLE);
         assert!(!format!("{o:?}").contains("postgres://"));
+        assert_eq!(o.read_connection_url, None);
+        m.insert(
+            "read_connection_url".into(),
+            "postgres://u:secret@replica/db".into(),
+        );
+        let o = PostgresOptions::from_map(&m).unwrap();
+        assert_eq!(
+            o.read_connection_url.as_deref(),
+            Some("postgres://u:secret@replica/db")
+        );
+        assert!(!format!("{o:?}").contains("secret"));
+        assert!(KNOWN_OPTIONS.contains(&"read_connection_url"));
         m.insert("skip_create_table".into(), "maybe".into());
         assert!(PostgresOptions::from_map(&m).is_err());
     }
