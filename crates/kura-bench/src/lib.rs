@@ -9,6 +9,7 @@ pub mod api;
 pub mod ceiling;
 pub mod lag;
 pub mod loadgen;
+pub mod pg;
 pub mod procstat;
 pub mod report;
 pub mod results;

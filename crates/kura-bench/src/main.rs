@@ -11,9 +11,10 @@ use clap::{Parser, Subcommand};
 use http::StatusCode;
 
 use kura_bench::lag::{LagKind, LAGS};
+use kura_bench::pg::PgSource;
 use kura_bench::results::Availability;
 use kura_bench::runner::{self, BenchOptions};
-use kura_bench::scenarios::{self, Placement, Scenario, SCENARIOS};
+use kura_bench::scenarios::{self, Placement, Scenario, PG_SCENARIOS, SCENARIOS};
 use kura_bench::target::TargetKind;
 use kura_bench::{ceiling, parse_duration, report, LoadConfig};
 
@@ -77,6 +78,26 @@ struct RunArgs {
     /// Failover measurements (kill -9 of the active node) per target on a 3-node cluster.
     #[arg(long, default_value_t = 0)]
     failovers: usize,
+    /// Scenarios on PostgreSQL storage: names (`kura-bench list`), `default`, `all` or `none`.
+    /// Each target's nodes share one fresh database (`bench_bao`, `bench_kura`) on one
+    /// PostgreSQL server; the load goes to the active node.
+    #[arg(long, default_value = "none")]
+    pg_scenarios: String,
+    /// Failover measurements (kill -9 of the active node, until a write is accepted) per target
+    /// on PostgreSQL storage.
+    #[arg(long, default_value_t = 0)]
+    pg_failovers: usize,
+    /// Nodes per target on PostgreSQL storage.
+    #[arg(long, default_value_t = 3)]
+    pg_nodes: usize,
+    /// An existing PostgreSQL server to use (any database on it; the harness drops and creates
+    /// `bench_bao` and `bench_kura` there). Without it the harness starts a throwaway server
+    /// with `--pg-script`.
+    #[arg(long)]
+    pg_url: Option<String>,
+    /// The script that starts a throwaway PostgreSQL server (`start DIR --watch-pid PID`).
+    #[arg(long, default_value = "scripts/postgres")]
+    pg_script: PathBuf,
     /// Servers to compare, comma-separated (bao, kura).
     #[arg(long, default_value = "bao,kura")]
     targets: String,
@@ -166,6 +187,33 @@ fn pick_scenarios(spec: &str, cluster: bool) -> Result<Picked> {
     Ok((picked, lags))
 }
 
+/// PostgreSQL scenarios picked by a `--pg-scenarios` value. A scenario with the load elsewhere
+/// than on the active node brings the first (active-node) scenario along as its baseline.
+fn pick_pg_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
+    let mut picked: Vec<&'static Scenario> = match spec {
+        "none" | "" => Vec::new(),
+        "all" => PG_SCENARIOS.iter().collect(),
+        "default" => PG_SCENARIOS.iter().filter(|s| s.default).collect(),
+        list => list
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .map(|n| {
+                scenarios::find_pg(n).with_context(|| {
+                    format!("unknown PostgreSQL scenario {n:?} (see `kura-bench list`)")
+                })
+            })
+            .collect::<Result<_>>()?,
+    };
+    let baseline = &PG_SCENARIOS[0];
+    if picked.iter().any(|s| s.placement != Placement::Active)
+        && !picked.iter().any(|s| s.name == baseline.name)
+    {
+        picked.insert(0, baseline);
+    }
+    Ok(picked)
+}
+
 fn relative_link(from_file: &std::path::Path, to: &std::path::Path) -> String {
     // BENCHMARKS.md normally sits at the repository root beside docs/.
     match from_file.parent().filter(|p| !p.as_os_str().is_empty()) {
@@ -193,6 +241,10 @@ async fn run(args: RunArgs) -> Result<bool> {
     });
     let (single, _) = pick_scenarios(&args.scenarios, false)?;
     let (cluster_scenarios, lags) = pick_scenarios(&args.cluster_scenarios, true)?;
+    let pg_scenarios = pick_pg_scenarios(&args.pg_scenarios)?;
+    if args.pg_nodes < 2 && args.pg_failovers > 0 {
+        bail!("--pg-failovers needs --pg-nodes of at least 2");
+    }
     let opts = BenchOptions {
         load: LoadConfig {
             connections: args.connections,
@@ -211,6 +263,13 @@ async fn run(args: RunArgs) -> Result<bool> {
         lags,
         lag_samples: args.lag_samples.max(1),
         command,
+        pg_scenarios,
+        pg_failovers: args.pg_failovers,
+        pg_nodes: args.pg_nodes.max(1),
+        pg_source: match &args.pg_url {
+            Some(url) => PgSource::Url(url.clone()),
+            None => PgSource::Script(args.pg_script.clone()),
+        },
     };
     let results = runner::run(&opts).await;
 
@@ -287,6 +346,14 @@ fn main() -> ExitCode {
                 for l in LAGS {
                     println!("{:<20} {} (cluster only)", l.name(), l.description());
                 }
+                for s in PG_SCENARIOS {
+                    println!(
+                        "{:<20} {} (--pg-scenarios){}",
+                        s.name,
+                        s.description,
+                        if s.default { "" } else { " (not in default)" }
+                    );
+                }
                 Ok(true)
             }
         }
@@ -298,5 +365,31 @@ fn main() -> ExitCode {
             eprintln!("kura-bench: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_scenarios_are_picked_by_name_default_all_and_none() {
+        let names = |spec| {
+            pick_pg_scenarios(spec)
+                .unwrap()
+                .iter()
+                .map(|s| s.name)
+                .collect::<Vec<_>>()
+        };
+        assert!(names("none").is_empty());
+        assert_eq!(names("default"), ["pg_kvv2_read", "pg_kvv2_write"]);
+        assert_eq!(names("pg_kvv2_write"), ["pg_kvv2_write"]);
+        assert_eq!(
+            names(" pg_kvv2_write , pg_kvv2_read"),
+            ["pg_kvv2_write", "pg_kvv2_read"]
+        );
+        assert_eq!(names("all").len(), PG_SCENARIOS.len());
+        assert!(pick_pg_scenarios("kvv2_read").is_err());
+        assert!(pick_pg_scenarios("pg_nope").is_err());
     }
 }

@@ -66,6 +66,53 @@ pub fn cpu_seconds(pid: u32) -> Result<f64, ProcError> {
     Ok(ticks as f64 / clock_ticks() as f64)
 }
 
+/// Fields of `/proc/<pid>/stat` a process tree's CPU is summed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StatTree {
+    /// Parent process id (field 4).
+    pub ppid: u32,
+    /// utime + stime, ticks (fields 14 and 15).
+    pub own_ticks: u64,
+    /// cutime + cstime, ticks (fields 16 and 17): children that exited and were reaped.
+    pub reaped_children_ticks: u64,
+}
+
+/// Parses the fields of [`StatTree`] out of the text of `/proc/<pid>/stat`.
+pub fn parse_stat_tree(stat: &str) -> Option<StatTree> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let n = |i: usize| -> Option<u64> { f.get(i)?.parse().ok() };
+    Some(StatTree {
+        ppid: f.get(1)?.parse().ok()?,
+        own_ticks: n(11)? + n(12)?,
+        reaped_children_ticks: n(13)? + n(14)?,
+    })
+}
+
+/// CPU seconds used so far by process `pid` and its direct children, the living ones and those
+/// it has reaped (a PostgreSQL postmaster and its per-connection backends, which come and go).
+pub fn tree_cpu_seconds(pid: u32) -> Result<f64, ProcError> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|source| ProcError::Read { pid, source })?;
+    let root = parse_stat_tree(&text).ok_or(ProcError::Format { pid, file: "stat" })?;
+    let mut ticks = root.own_ticks + root.reaped_children_ticks;
+    let entries = std::fs::read_dir("/proc").map_err(|source| ProcError::Read { pid, source })?;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(child) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        // A process that exits between listing and reading is simply skipped.
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
+            continue;
+        };
+        if let Some(t) = parse_stat_tree(&text).filter(|t| t.ppid == pid) {
+            ticks += t.own_ticks;
+        }
+    }
+    Ok(ticks as f64 / clock_ticks() as f64)
+}
+
 /// Resident memory of the process in KiB.
 pub fn rss_kib(pid: u32) -> Result<u64, ProcError> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -86,6 +133,41 @@ mod tests {
                     8 0 100 1000000 500 18446744073709551615";
         assert_eq!(parse_stat_ticks(stat), Some(325));
         assert_eq!(parse_stat_ticks("garbage"), None);
+    }
+
+    #[test]
+    fn parses_tree_fields() {
+        let stat = "1234 (postgres: x) S 77 1234 1234 0 -1 4194560 100 0 0 0 250 75 40 2 20 0 \
+                    8 0 100 1000000 500 18446744073709551615";
+        assert_eq!(
+            parse_stat_tree(stat),
+            Some(StatTree {
+                ppid: 77,
+                own_ticks: 325,
+                reaped_children_ticks: 42
+            })
+        );
+        assert_eq!(parse_stat_tree("1 (x) S 1"), None);
+    }
+
+    #[test]
+    fn tree_includes_children() {
+        let me = std::process::id();
+        let child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        // Own CPU first: it only grows, so the tree read after it cannot be smaller.
+        let own = cpu_seconds(me).unwrap();
+        let total = tree_cpu_seconds(me).unwrap();
+        assert!(total >= own, "{total} < {own}");
+        assert!(matches!(
+            tree_cpu_seconds(u32::MAX),
+            Err(ProcError::Read { .. })
+        ));
+        let mut child = child;
+        let _ = child.kill();
+        let _ = child.wait();
     }
 
     #[test]

@@ -3,7 +3,10 @@
 
 use std::fmt::Write as _;
 
-use crate::results::{Availability, BenchResults, Lag, Outcome, ScenarioResult, Summary};
+use crate::results::{
+    Availability, BenchResults, Failover, Lag, Outcome, PgRun, ScenarioResult, Summary, TargetInfo,
+    PG_TOPOLOGY,
+};
 use crate::runner::fmt_us;
 use crate::target::TargetKind;
 
@@ -182,6 +185,17 @@ pub fn terminal_table(r: &BenchResults) -> String {
             }
         }
     }
+    for s in r.scenarios.iter().filter(|s| s.topology == PG_TOPOLOGY) {
+        if SERVERS.iter().any(|&k| db_cpu(s, k).is_some()) {
+            let _ = writeln!(
+                out,
+                "{:<16} database CPU s/1k req: bao {}, kura {}",
+                s.name,
+                opt(db_cpu(s, TargetKind::Bao), sig3),
+                opt(db_cpu(s, TargetKind::Kura), sig3)
+            );
+        }
+    }
     for t in &r.targets {
         let _ = writeln!(
             out,
@@ -200,10 +214,16 @@ pub fn terminal_table(r: &BenchResults) -> String {
     if let Some(f) = r.bao_ceiling_fraction() {
         let _ = writeln!(out, "bao kvv2_read / HTTP ceiling: {:.1}%", f * 100.0);
     }
-    for f in &r.failover {
+    let pg_failover = r.postgres.iter().flat_map(|p| &p.failover);
+    for (storage, f) in r
+        .failover
+        .iter()
+        .map(|f| ("raft", f))
+        .chain(pg_failover.map(|f| ("postgres", f)))
+    {
         let _ = writeln!(
             out,
-            "failover {:<5} median {:.2} s, max {:.2} s over {} run(s){}",
+            "failover {storage:<8} {:<5} median {:.2} s, max {:.2} s over {} run(s){}",
             f.kind.name(),
             f.median_s,
             f.max_s,
@@ -432,6 +452,152 @@ fn goal_row(
     );
 }
 
+/// A failover table: runs, median and max per target; targets without figures say why.
+fn failover_table(out: &mut String, failover: &[Failover], targets: &[TargetInfo]) {
+    let _ = writeln!(out, "| target | runs | median | max | note |");
+    let _ = writeln!(out, "|---|--:|--:|--:|---|");
+    for f in failover {
+        let done = !f.times_s.is_empty();
+        let secs = |x: f64| {
+            if done {
+                format!("{x:.2} s")
+            } else {
+                "–".into()
+            }
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            f.kind.name(),
+            f.times_s.len(),
+            secs(f.median_s),
+            secs(f.max_s),
+            f.error.as_deref().map(first_line).unwrap_or_default()
+        );
+    }
+    for t in targets
+        .iter()
+        .filter(|t| !failover.iter().any(|f| f.kind == t.kind))
+    {
+        let why = match t.availability {
+            Availability::Ok => "not measured",
+            Availability::Missing(_) => "missing",
+            Availability::Failed(_) => "cluster did not start",
+        };
+        let _ = writeln!(out, "| {} | 0 | – | – | {why} |", t.kind.name());
+    }
+    let _ = writeln!(out);
+}
+
+/// Median database-server CPU per 1,000 requests of `kind` in `s`, when measured.
+fn db_cpu(s: &ScenarioResult, kind: TargetKind) -> Option<f64> {
+    s.targets.get(&kind)?.summary()?.db_cpu_s_per_1k
+}
+
+/// The database server's own CPU per 1,000 requests, per PostgreSQL scenario and target.
+fn db_cpu_table(out: &mut String, r: &BenchResults) {
+    let pg: Vec<&ScenarioResult> = r
+        .scenarios
+        .iter()
+        .filter(|s| s.topology == PG_TOPOLOGY)
+        .collect();
+    if !pg
+        .iter()
+        .any(|s| SERVERS.iter().any(|&k| db_cpu(s, k).is_some()))
+    {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "The database server's CPU (postmaster and its backends, from `/proc`) per 1,000 \
+         successful requests, in the same windows:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| scenario | bao: database CPU s per 1k req | kura: database CPU s per 1k req | kura/bao |"
+    );
+    let _ = writeln!(out, "|---|--:|--:|--:|");
+    for s in pg {
+        let (bao, kura) = (db_cpu(s, TargetKind::Bao), db_cpu(s, TargetKind::Kura));
+        let ratio = bao.zip(kura).filter(|(b, _)| *b > 0.0).map(|(b, k)| k / b);
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            s.name,
+            opt(bao, sig3),
+            opt(kura, sig3),
+            opt(ratio, |x| format!("{}×", sig3(x)))
+        );
+    }
+    let _ = writeln!(out);
+}
+
+/// Kura's failover median over bao's on PostgreSQL.
+fn pg_failover_ratio(pg: &PgRun) -> Option<f64> {
+    let find = |k: TargetKind| {
+        pg.failover
+            .iter()
+            .find(|f| f.kind == k && !f.times_s.is_empty())
+    };
+    let (bao, kura) = (find(TargetKind::Bao)?, find(TargetKind::Kura)?);
+    (bao.median_s > 0.0).then(|| kura.median_s / bao.median_s)
+}
+
+/// The PostgreSQL section: scenarios and failover with every target on one database server.
+fn pg_section(out: &mut String, r: &BenchResults, pg: &PgRun) {
+    let _ = writeln!(out, "## PostgreSQL storage (same database server)\n");
+    let _ = writeln!(
+        out,
+        "One PostgreSQL {} server ({}) for the run; each target gets a fresh database on it \
+         (`bench_bao`, `bench_kura`) that its {} nodes share through `storage \"postgresql\" \
+         {{ connection_url = \"…\", ha_enabled = \"true\" }}` — the node holding the lock \
+         in the database is active, the others are standbys. The load goes to the active node \
+         unless the name says otherwise; CPU and memory columns list the target's nodes in \
+         order (node1 / node2 / …), not the database server.\n",
+        pg.version.as_deref().unwrap_or("(version unknown)"),
+        pg.server,
+        pg.nodes
+    );
+    if let Some(e) = &pg.error {
+        let _ = writeln!(out, "Not run: `{}`\n", first_line(e));
+        return;
+    }
+    if r.scenarios.iter().any(|s| s.topology == PG_TOPOLOGY) {
+        scenario_table(out, r, PG_TOPOLOGY);
+        let _ = writeln!(out);
+        not_run_notes(out, r, PG_TOPOLOGY);
+        db_cpu_table(out, r);
+    }
+    for t in &pg.targets {
+        let state = match &t.availability {
+            Availability::Ok => format!("idle RSS per node {}", join_mib(&t.idle_rss_kib)),
+            Availability::Missing(d) => format!("missing: {d}"),
+            Availability::Failed(d) => format!("did not start: `{}`", first_line(d)),
+        };
+        let _ = writeln!(out, "- {}: {state}", t.kind.name());
+    }
+    let _ = writeln!(out);
+    if !pg.failover.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Failover on PostgreSQL ({} nodes, `kill -9` of the active node)\n",
+            pg.nodes
+        );
+        let _ = writeln!(
+            out,
+            "Time from SIGKILL of the active node until another node reports active on \
+             `sys/health` and accepts a KV write with the load token. The killed node's lock \
+             row stays in the database until it expires, so this is mostly the lock's lifetime \
+             (OpenBao: 15 s) plus the standbys' retry interval.{}\n",
+            opt(pg_failover_ratio(pg), |x| format!(
+                " Kura's median is {}× bao's.",
+                sig3(x)
+            ))
+        );
+        failover_table(out, &pg.failover, &pg.targets);
+    }
+}
+
 /// `BENCHMARKS.md`: figures, machine, date, reproducing command, chart link, method.
 pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
     let mut out = String::new();
@@ -632,35 +798,10 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
             "Time from SIGKILL of the active node until another node reports active on \
              `sys/health` and answers a KV read with the load token.\n"
         );
-        let _ = writeln!(out, "| target | runs | median | max | note |");
-        let _ = writeln!(out, "|---|--:|--:|--:|---|");
-        for f in &r.failover {
-            let _ = writeln!(
-                out,
-                "| {} | {} | {:.2} s | {:.2} s | {} |",
-                f.kind.name(),
-                f.times_s.len(),
-                f.median_s,
-                f.max_s,
-                f.error
-                    .as_deref()
-                    .map(|e| e.lines().next().unwrap_or("").replace('|', "\\|"))
-                    .unwrap_or_default()
-            );
-        }
-        for t in r
-            .cluster_targets
-            .iter()
-            .filter(|t| !r.failover.iter().any(|f| f.kind == t.kind))
-        {
-            let why = match t.availability {
-                Availability::Ok => "not measured",
-                Availability::Missing(_) => "missing",
-                Availability::Failed(_) => "cluster did not start",
-            };
-            let _ = writeln!(out, "| {} | 0 | – | – | {why} |", t.kind.name());
-        }
-        let _ = writeln!(out);
+        failover_table(&mut out, &r.failover, &r.cluster_targets);
+    }
+    if let Some(pg) = &r.postgres {
+        pg_section(&mut out, r, pg);
     }
 
     let _ = writeln!(out, "## Method\n");
@@ -894,7 +1035,7 @@ pub fn svg(r: &BenchResults) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{Machine, Round, TargetInfo};
+    use crate::results::{Machine, Round};
     use std::collections::BTreeMap;
 
     fn sample() -> BenchResults {
@@ -913,6 +1054,7 @@ mod tests {
                 rss_load_kib: vec![150_000],
                 loadgen_cpu_s_per_1k: 0.05,
                 first_error: None,
+                db_cpu_s_per_1k: None,
             };
             let summary = Summary::of(std::slice::from_ref(&round));
             Outcome::Ran {
@@ -985,6 +1127,7 @@ mod tests {
             cluster_targets: vec![],
             failover: vec![],
             lags: vec![],
+            postgres: None,
         }
     }
 
@@ -1070,6 +1213,82 @@ mod tests {
         assert_eq!(sig3(47402.3), "47402");
         assert_eq!(sig3(1.5), "1.50");
         assert!(t.contains("kvv2_lag   kura  p50 400µs"));
+    }
+
+    #[test]
+    fn postgres_section() {
+        let mut r = sample();
+        assert!(!markdown(&r, "x.svg").contains("PostgreSQL storage"));
+        let ran = |t: f64| {
+            let mut o = sample().scenarios[0].targets[&TargetKind::Bao].clone();
+            if let Outcome::Ran { summary, .. } = &mut o {
+                summary.throughput = t;
+                summary.db_cpu_s_per_1k = Some(1000.0 / t);
+            }
+            o
+        };
+        r.scenarios.push(ScenarioResult {
+            name: "pg_kvv2_read".into(),
+            description: String::new(),
+            topology: PG_TOPOLOGY.into(),
+            targets: BTreeMap::from([
+                (TargetKind::Bao, ran(500.0)),
+                (TargetKind::Kura, ran(2000.0)),
+            ]),
+            placement: "active".into(),
+            active_node: BTreeMap::new(),
+        });
+        let failover = |kind, times_s: Vec<f64>, error: Option<&str>| Failover {
+            kind,
+            median_s: crate::results::median(&times_s),
+            max_s: times_s.iter().copied().fold(0.0, f64::max),
+            times_s,
+            error: error.map(str::to_owned),
+        };
+        r.postgres = Some(PgRun {
+            server: "started by the harness (scripts/postgres)".into(),
+            version: Some("15.8".into()),
+            error: None,
+            nodes: 3,
+            targets: r.targets.clone(),
+            failover: vec![
+                failover(TargetKind::Bao, vec![15.2, 15.9, 15.4], None),
+                failover(TargetKind::Kura, vec![1.6, 1.9, 1.7], None),
+            ],
+        });
+        let md = markdown(&r, "x.svg");
+        assert!(
+            md.contains("## PostgreSQL storage (same database server)"),
+            "{md}"
+        );
+        assert!(md.contains("One PostgreSQL 15.8 server"));
+        assert!(md.contains("| pg_kvv2_read | 500 | 2000 | 4.00× |"), "{md}");
+        assert!(
+            md.contains("| pg_kvv2_read | 2.00 | 0.500 | 0.250× |"),
+            "{md}"
+        );
+        assert!(md.contains("| bao | 3 | 15.40 s | 15.90 s |  |"), "{md}");
+        assert!(md.contains("| kura | 3 | 1.70 s | 1.90 s |  |"), "{md}");
+        assert!(md.contains("Kura's median is 0.110× bao's."), "{md}");
+        // The raft tables are not mixed in.
+        assert!(!md.contains("## Failover (3 nodes"));
+        let t = terminal_table(&r);
+        assert!(t.contains("pg_kvv2_read     postgres kura"), "{t}");
+        assert!(
+            t.contains("database CPU s/1k req: bao 2.00, kura 0.500"),
+            "{t}"
+        );
+        assert!(t.contains("failover postgres kura  median 1.70 s, max 1.90 s over 3 run(s)"));
+
+        if let Some(pg) = r.postgres.as_mut() {
+            pg.error = Some("scripts/postgres start failed\nmore".into());
+            pg.failover.clear();
+        }
+        let md = markdown(&r, "x.svg");
+        assert!(
+            md.contains("Not run: `scripts/postgres start failed`"),
+            "{md}"
+        );
     }
 
     #[test]

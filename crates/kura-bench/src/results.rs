@@ -107,6 +107,10 @@ pub struct Round {
     pub loadgen_cpu_s_per_1k: f64,
     /// First non-2xx body seen, if any.
     pub first_error: Option<String>,
+    /// CPU seconds of the database server (postmaster and backends) per 1,000 successful
+    /// requests, on PostgreSQL storage when the harness started the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_cpu_s_per_1k: Option<f64>,
 }
 
 impl Round {
@@ -138,6 +142,7 @@ impl Round {
             rss_load_kib,
             loadgen_cpu_s_per_1k: per_1k(loadgen_cpu_s),
             first_error: load.first_error.clone(),
+            db_cpu_s_per_1k: None,
         }
     }
 
@@ -166,6 +171,9 @@ pub struct Summary {
     pub cpu_s_per_1k: Vec<f64>,
     /// Largest resident memory under load over all rounds, per node, KiB.
     pub rss_load_kib: Vec<u64>,
+    /// Median CPU seconds of the database server per 1,000 requests (PostgreSQL storage).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db_cpu_s_per_1k: Option<f64>,
 }
 
 /// Median of a list (mean of the middle two for even lengths); 0 for an empty list.
@@ -211,6 +219,10 @@ impl Summary {
                         .unwrap_or(0)
                 })
                 .collect(),
+            db_cpu_s_per_1k: {
+                let db: Vec<f64> = rounds.iter().filter_map(|r| r.db_cpu_s_per_1k).collect();
+                (!db.is_empty()).then(|| median(&db))
+            },
         }
     }
 }
@@ -365,12 +377,13 @@ impl Lag {
     }
 }
 
-/// Failover measurements for one target's 3-node cluster.
+/// Failover measurements for one target's cluster (raft or a shared PostgreSQL database).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Failover {
     /// Target.
     pub kind: TargetKind,
-    /// Time from `kill -9` of the active node to a new active node answering a read, seconds.
+    /// Time from `kill -9` of the active node to a new active node answering a read (raft) or
+    /// accepting a write (PostgreSQL), seconds.
     pub times_s: Vec<f64>,
     /// Median of `times_s`.
     pub median_s: f64,
@@ -410,6 +423,32 @@ pub struct BenchResults {
     /// Propagation delays to standbys (3-node cluster).
     #[serde(default)]
     pub lags: Vec<Lag>,
+    /// The runs on PostgreSQL storage (their scenarios are in `scenarios`, topology
+    /// [`PG_TOPOLOGY`]); absent when none were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postgres: Option<PgRun>,
+}
+
+/// Topology name of the scenarios run on nodes sharing one PostgreSQL database.
+pub const PG_TOPOLOGY: &str = "postgres";
+
+/// The PostgreSQL part of a run: one database server, one database per target on it, every
+/// target's nodes sharing their database (with its HA lock).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PgRun {
+    /// Where the server came from: `started by the harness (scripts/postgres)` or the URL
+    /// given, without its password.
+    pub server: String,
+    /// `SHOW server_version`, when the server answered.
+    pub version: Option<String>,
+    /// Why the PostgreSQL runs did not happen, if they did not.
+    pub error: Option<String>,
+    /// Nodes per target.
+    pub nodes: usize,
+    /// Targets as started on PostgreSQL (availability, idle RSS per node).
+    pub targets: Vec<TargetInfo>,
+    /// Failover measurements on PostgreSQL.
+    pub failover: Vec<Failover>,
 }
 
 impl BenchResults {
@@ -460,6 +499,7 @@ mod tests {
             rss_load_kib: vec![max],
             loadgen_cpu_s_per_1k: 0.1,
             first_error: None,
+            db_cpu_s_per_1k: Some(throughput / 1000.0),
         }
     }
 
@@ -485,6 +525,10 @@ mod tests {
         assert_eq!(s.ok, 30);
         assert_eq!(s.cpu_s_per_1k, vec![2.0]);
         assert_eq!(s.rss_load_kib, vec![9000]);
+        assert_eq!(s.db_cpu_s_per_1k, Some(0.2));
+        let mut plain = round(1.0, 1, 1);
+        plain.db_cpu_s_per_1k = None;
+        assert_eq!(Summary::of(&[plain]).db_cpu_s_per_1k, None);
     }
 
     #[test]

@@ -12,13 +12,14 @@ use crate::api::Api;
 use crate::ceiling;
 use crate::lag::{self, LagKind, LagTarget};
 use crate::loadgen::{self, LoadConfig, RequestGen, Schedule};
+use crate::pg::{self, PgServer, PgSource};
 use crate::procstat;
 use crate::results::{
-    median, Availability, BenchResults, Failover, Machine, Outcome, Round, ScenarioResult, Summary,
-    TargetInfo,
+    median, Availability, BenchResults, Failover, Machine, Outcome, PgRun, Round, ScenarioResult,
+    Summary, TargetInfo, PG_TOPOLOGY,
 };
 use crate::scenarios::{self, Placement, Scenario, SetupCtx, SetupError};
-use crate::target::{CeilingProcess, Server, TargetKind};
+use crate::target::{CeilingProcess, Probe, Server, Storage, TargetKind};
 
 /// What to run.
 #[derive(Clone, Debug)]
@@ -49,6 +50,21 @@ pub struct BenchOptions {
     pub lag_samples: usize,
     /// The command line to record as the way to reproduce the run.
     pub command: String,
+    /// Scenarios run on nodes sharing one PostgreSQL database (empty: none).
+    pub pg_scenarios: Vec<&'static Scenario>,
+    /// Failover measurements per target on PostgreSQL (0: none).
+    pub pg_failovers: usize,
+    /// Nodes per target on PostgreSQL.
+    pub pg_nodes: usize,
+    /// Where the PostgreSQL server comes from.
+    pub pg_source: PgSource,
+}
+
+impl BenchOptions {
+    /// Whether anything runs on PostgreSQL.
+    pub fn wants_postgres(&self) -> bool {
+        !self.pg_scenarios.is_empty() || self.pg_failovers > 0
+    }
 }
 
 /// A server that started, with the token the load uses.
@@ -61,8 +77,13 @@ struct Running {
 }
 
 impl Running {
-    async fn start(kind: TargetKind, binary: &Path, nodes: usize) -> Result<Self, String> {
-        let server = Server::start(kind, binary, nodes)
+    async fn start(
+        kind: TargetKind,
+        binary: &Path,
+        nodes: usize,
+        storage: &Storage,
+    ) -> Result<Self, String> {
+        let server = Server::start_on(kind, binary, nodes, storage)
             .await
             .map_err(|e| e.to_string())?;
         let active = server
@@ -116,13 +137,30 @@ struct Runnable {
     /// Index of the active node among `pids` (cluster runs).
     active: Option<usize>,
     pids: Vec<u32>,
+    /// The database server's postmaster, whose process tree's CPU is measured too.
+    db_pid: Option<u32>,
     gen: Arc<dyn RequestGen>,
 }
 
-/// Samples CPU of every pid at the window's start and end and RSS during it.
-async fn sample_processes(pids: Vec<u32>, schedule: Schedule) -> (Vec<f64>, Vec<u64>, f64) {
+/// CPU and memory sampled over one measured window.
+struct Samples {
+    /// CPU seconds per pid.
+    cpu: Vec<f64>,
+    /// Largest RSS per pid, KiB.
+    rss: Vec<u64>,
+    /// CPU seconds of the load generator.
+    self_cpu: f64,
+    /// CPU seconds of the database server's process tree.
+    db_cpu: Option<f64>,
+}
+
+/// Samples CPU of every pid (and of the database server's process tree) at the window's start
+/// and end and RSS during it.
+async fn sample_processes(pids: Vec<u32>, db_pid: Option<u32>, schedule: Schedule) -> Samples {
     let me = std::process::id();
+    let db_cpu = || db_pid.and_then(|p| procstat::tree_cpu_seconds(p).ok());
     tokio::time::sleep_until(schedule.measure_start.into()).await;
+    let db0 = db_cpu();
     let cpu0: Vec<f64> = pids
         .iter()
         .map(|&p| procstat::cpu_seconds(p).unwrap_or(0.0))
@@ -145,24 +183,38 @@ async fn sample_processes(pids: Vec<u32>, schedule: Schedule) -> (Vec<f64>, Vec<
         .map(|&p| procstat::cpu_seconds(p).unwrap_or(0.0))
         .collect();
     let self1 = procstat::cpu_seconds(me).unwrap_or(0.0);
+    let db1 = db_cpu();
     let delta = cpu0
         .iter()
         .zip(&cpu1)
         .map(|(a, b)| (b - a).max(0.0))
         .collect();
-    (delta, rss, (self1 - self0).max(0.0))
+    Samples {
+        cpu: delta,
+        rss,
+        self_cpu: (self1 - self0).max(0.0),
+        db_cpu: db0.zip(db1).map(|(a, b)| (b - a).max(0.0)),
+    }
 }
 
 /// Runs one measured round.
 async fn run_round(target: &Runnable, load: &LoadConfig) -> Result<Round, String> {
     let schedule = Schedule::starting_now(load);
-    let sampler = tokio::spawn(sample_processes(target.pids.clone(), schedule));
+    let sampler = tokio::spawn(sample_processes(
+        target.pids.clone(),
+        target.db_pid,
+        schedule,
+    ));
     let result = loadgen::run_spread(&target.addrs, load, schedule, target.gen.clone())
         .await
         .map_err(|e| e.to_string());
-    let (cpu, rss, self_cpu) = sampler.await.map_err(|e| e.to_string())?;
+    let samples = sampler.await.map_err(|e| e.to_string())?;
     let result = result?;
-    Ok(Round::new(&result, &cpu, rss, self_cpu))
+    let mut round = Round::new(&result, &samples.cpu, samples.rss, samples.self_cpu);
+    if result.ok > 0 {
+        round.db_cpu_s_per_1k = samples.db_cpu.map(|c| c * 1000.0 / result.ok as f64);
+    }
+    Ok(round)
 }
 
 fn print_round(scenario: &str, kind: TargetKind, round: usize, r: &Round) {
@@ -188,16 +240,29 @@ pub fn fmt_us(us: u64) -> String {
     }
 }
 
+/// Where a scenario runs: topology name, targets, and the database server's postmaster (whose
+/// CPU is measured with the targets'), if any.
+struct Stage<'a> {
+    topology: &'a str,
+    running: &'a [Running],
+    skipped: &'a [(TargetKind, bool)],
+    db_pid: Option<u32>,
+}
+
 /// Sets `scenario` up on every running server and runs the alternating rounds.
 async fn run_scenario(
     opts: &BenchOptions,
     scenario: &'static Scenario,
-    topology: &str,
-    running: &[Running],
-    skipped: &[(TargetKind, bool)],
+    stage: &Stage<'_>,
     ceiling: &mut Option<CeilingProcess>,
     want_ceiling: bool,
 ) -> ScenarioResult {
+    let Stage {
+        topology,
+        running,
+        skipped,
+        db_pid,
+    } = *stage;
     eprintln!("scenario {} ({topology})", scenario.name);
     let mut outcomes: BTreeMap<TargetKind, Outcome> = BTreeMap::new();
     for &(kind, missing) in skipped {
@@ -229,6 +294,7 @@ async fn run_scenario(
                     addrs,
                     active: (r.server.nodes.len() > 1).then_some(r.active),
                     pids: r.server.pids(),
+                    db_pid,
                     gen: prepared.gen,
                 });
             }
@@ -266,6 +332,7 @@ async fn run_scenario(
             addrs: vec![c.addr],
             active: None,
             pids: vec![c.pid()],
+            db_pid: None,
             gen,
         });
     }
@@ -368,11 +435,13 @@ fn binary(opts: &BenchOptions, kind: TargetKind) -> PathBuf {
     }
 }
 
-/// Starts every target as `nodes`-node servers; returns the running ones, the infos, and the
-/// targets that did not start (with `true` when the binary is missing).
+/// Starts every target as `nodes`-node servers (on raft, or each on a fresh database of `pg`);
+/// returns the running ones, the infos, and the targets that did not start (with `true` when
+/// the binary is missing).
 async fn start_targets(
     opts: &BenchOptions,
     nodes: usize,
+    pg: Option<&PgServer>,
 ) -> (Vec<Running>, Vec<TargetInfo>, Vec<(TargetKind, bool)>) {
     let mut running = Vec::new();
     let mut infos = Vec::new();
@@ -397,7 +466,19 @@ async fn start_targets(
             availability = Availability::Missing(format!("not found: {}", bin.display()));
             skipped.push((kind, true));
         } else {
-            match Running::start(kind, &bin, nodes).await {
+            let storage = match pg {
+                None => Ok(Storage::Raft),
+                Some(pg) => pg
+                    .fresh_database(&pg::database_name(kind))
+                    .await
+                    .map(|url| Storage::Postgres { url })
+                    .map_err(|e| format!("database setup: {e}")),
+            };
+            let started = match storage {
+                Ok(storage) => Running::start(kind, &bin, nodes, &storage).await,
+                Err(e) => Err(e),
+            };
+            match started {
                 Ok(r) => {
                     // Let start-up work settle before calling the memory idle.
                     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -451,24 +532,22 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
         cluster_targets: Vec::new(),
         failover: Vec::new(),
         lags: Vec::new(),
+        postgres: None,
     };
 
     // Single node.
     if !opts.scenarios.is_empty() {
-        let (running, infos, skipped) = start_targets(opts, 1).await;
+        let (running, infos, skipped) = start_targets(opts, 1, None).await;
         results.targets = infos;
         let mut ceiling: Option<CeilingProcess> = None;
         for &scenario in &opts.scenarios {
-            let r = run_scenario(
-                opts,
-                scenario,
-                "single",
-                &running,
-                &skipped,
-                &mut ceiling,
-                opts.ceiling,
-            )
-            .await;
+            let stage = Stage {
+                topology: "single",
+                running: &running,
+                skipped: &skipped,
+                db_pid: None,
+            };
+            let r = run_scenario(opts, scenario, &stage, &mut ceiling, opts.ceiling).await;
             results.scenarios.push(r);
         }
         drop(ceiling);
@@ -477,16 +556,19 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
 
     // 3-node cluster.
     if !opts.cluster_scenarios.is_empty() || !opts.lags.is_empty() || opts.failovers > 0 {
-        let (mut running, infos, skipped) = start_targets(opts, 3).await;
+        let (mut running, infos, skipped) = start_targets(opts, 3, None).await;
         if results.targets.is_empty() {
             results.targets = infos.clone();
         }
         results.cluster_targets = infos;
         for &scenario in &opts.cluster_scenarios {
-            let r = run_scenario(
-                opts, scenario, "cluster3", &running, &skipped, &mut None, false,
-            )
-            .await;
+            let stage = Stage {
+                topology: "cluster3",
+                running: &running,
+                skipped: &skipped,
+                db_pid: None,
+            };
+            let r = run_scenario(opts, scenario, &stage, &mut None, false).await;
             results.scenarios.push(r);
         }
         for &kind in &opts.lags {
@@ -507,16 +589,73 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
         }
         if opts.failovers > 0 {
             for r in &mut running {
-                results.failover.push(measure_failover(opts, r).await);
+                results
+                    .failover
+                    .push(measure_failover(r, opts.failovers, Probe::Read).await);
             }
         }
+    }
+
+    if opts.wants_postgres() {
+        results.postgres = Some(run_postgres(opts, &mut results.scenarios).await);
     }
     results
 }
 
-/// Kills the active node `opts.failovers` times and times the hand-over.
-async fn measure_failover(opts: &BenchOptions, r: &mut Running) -> Failover {
-    eprintln!("failover on {} ({} runs)", r.kind, opts.failovers);
+/// The PostgreSQL part: one database server, each target's nodes on a fresh database of it,
+/// the scenarios (results appended to `scenarios`), then the failovers.
+async fn run_postgres(opts: &BenchOptions, scenarios: &mut Vec<ScenarioResult>) -> PgRun {
+    let mut run = PgRun {
+        server: match &opts.pg_source {
+            PgSource::Script(s) => format!("started by the harness ({})", s.display()),
+            PgSource::Url(u) => pg::redact(u),
+        },
+        nodes: opts.pg_nodes,
+        ..PgRun::default()
+    };
+    eprintln!("PostgreSQL: {}", run.server);
+    let server = match PgServer::start(&opts.pg_source).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("  PostgreSQL server not available: {e}");
+            run.error = Some(e.to_string());
+            return run;
+        }
+    };
+    eprintln!(
+        "  PostgreSQL {} at {}",
+        server.version,
+        pg::redact(&server.url)
+    );
+    run.version = Some(server.version.clone());
+    let (mut running, infos, skipped) = start_targets(opts, opts.pg_nodes, Some(&server)).await;
+    run.targets = infos;
+    for &scenario in &opts.pg_scenarios {
+        let stage = Stage {
+            topology: PG_TOPOLOGY,
+            running: &running,
+            skipped: &skipped,
+            db_pid: server.postmaster_pid,
+        };
+        let r = run_scenario(opts, scenario, &stage, &mut None, false).await;
+        scenarios.push(r);
+    }
+    if opts.pg_failovers > 0 {
+        for r in &mut running {
+            run.failover
+                .push(measure_failover(r, opts.pg_failovers, Probe::Write).await);
+        }
+    }
+    // The nodes go before the database server they use.
+    drop(running);
+    drop(server);
+    run
+}
+
+/// Kills the active node `runs` times and times the hand-over until the new active node
+/// answers `probe`.
+async fn measure_failover(r: &mut Running, runs: usize, probe_kind: Probe) -> Failover {
+    eprintln!("failover on {} ({runs} runs)", r.kind);
     let mut times = Vec::new();
     let mut error = None;
     // A KV v1 secret to read through the new active node.
@@ -534,16 +673,20 @@ async fn measure_failover(opts: &BenchOptions, r: &mut Running) -> Failover {
     if let Err(e) = setup.await {
         error = Some(format!("failover setup: {e}"));
     } else {
-        for i in 0..opts.failovers {
+        for i in 0..runs {
             match r
                 .server
-                .failover_once(&r.token, probe, Duration::from_secs(120))
+                .failover_once(&r.token, probe_kind, probe, Duration::from_secs(120))
                 .await
             {
                 Ok(t) => {
                     eprintln!(
-                        "  run {}: new active answering after {:.3} s",
+                        "  run {}: new active {} after {:.3} s",
                         i + 1,
+                        match probe_kind {
+                            Probe::Read => "answering a read",
+                            Probe::Write => "accepting a write",
+                        },
                         t.as_secs_f64()
                     );
                     times.push(t.as_secs_f64());
@@ -595,6 +738,10 @@ mod tests {
             lags: Vec::new(),
             lag_samples: 0,
             command: "test".into(),
+            pg_scenarios: Vec::new(),
+            pg_failovers: 0,
+            pg_nodes: 3,
+            pg_source: PgSource::Script(PathBuf::from("/nonexistent/scripts/postgres")),
         }
     }
 

@@ -206,6 +206,35 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
     SCENARIOS.iter().find(|s| s.name == name)
 }
 
+/// Scenarios run on nodes sharing one PostgreSQL database (`--pg-scenarios`), in the order they
+/// run. The same setups and request generators as their raft counterparts; the first row is
+/// the baseline that rows with other placements are compared with. A scenario with the load
+/// on the standbys (`pg_kvv2_read_standbys`, [`Placement::Standbys`]) is one more row.
+pub static PG_SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "pg_kvv2_read",
+        description: "GET of one of 1,000 KV v2 secrets, on PostgreSQL, load on the active node",
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-read")),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Active,
+    },
+    Scenario {
+        name: "pg_kvv2_write",
+        description: "POST of a small value to one of 1,000 KV v2 keys, on PostgreSQL, \
+                      load on the active node",
+        setup: |ctx| Box::pin(setup_kv_write(ctx, 2)),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Active,
+    },
+];
+
+/// Looks a PostgreSQL scenario up by name.
+pub fn find_pg(name: &str) -> Option<&'static Scenario> {
+    PG_SCENARIOS.iter().find(|s| s.name == name)
+}
+
 /// Name of the policy that the load token carries.
 pub const POLICY: &str = "kura-bench";
 
@@ -519,6 +548,18 @@ mod tests {
             assert_eq!(find(s.name).unwrap().name, s.name);
         }
         assert!(find("nope").is_none());
+    }
+
+    #[test]
+    fn pg_names_are_unique_prefixed_and_apart() {
+        for (i, s) in PG_SCENARIOS.iter().enumerate() {
+            assert!(s.name.starts_with("pg_"));
+            assert!(PG_SCENARIOS[i + 1..].iter().all(|o| o.name != s.name));
+            assert_eq!(find_pg(s.name).unwrap().name, s.name);
+            assert!(find(s.name).is_none());
+        }
+        assert_eq!(PG_SCENARIOS[0].placement, Placement::Active);
+        assert!(find_pg("kvv2_read").is_none());
     }
 
     #[test]

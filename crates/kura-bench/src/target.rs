@@ -139,9 +139,47 @@ pub fn free_port_pair() -> std::io::Result<u16> {
     ))
 }
 
-/// The OpenBao-style configuration both servers start from: one raft node, a TCP listener
-/// without TLS on loopback.
-pub fn server_config(data_dir: &Path, node_id: &str, port: u16) -> String {
+/// The storage the nodes of a server use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Storage {
+    /// Integrated storage: one raft data directory per node, further nodes joined through
+    /// `sys/storage/raft/join`.
+    Raft,
+    /// One PostgreSQL database shared by every node, with the HA lock in it
+    /// (`ha_enabled = "true"`): the first node to take the lock is active, the others standbys.
+    Postgres {
+        /// `connection_url` of the database.
+        url: String,
+    },
+}
+
+impl Storage {
+    /// The `storage` stanza of a node's configuration.
+    pub fn stanza(&self, data_dir: &Path, node_id: &str) -> String {
+        match self {
+            Storage::Raft => format!(
+                r#"storage "raft" {{
+  path    = "{data}"
+  node_id = "{node_id}"
+}}
+"#,
+                data = data_dir.display()
+            ),
+            Storage::Postgres { url } => format!(
+                r#"storage "postgresql" {{
+  connection_url = "{url}"
+  ha_enabled     = "true"
+}}
+"#,
+                url = url.replace('\\', "\\\\").replace('"', "\\\"")
+            ),
+        }
+    }
+}
+
+/// The OpenBao-style configuration both servers start from: `storage` (one raft node, or a
+/// shared PostgreSQL database), a TCP listener without TLS on loopback.
+pub fn server_config(data_dir: &Path, node_id: &str, port: u16, storage: &Storage) -> String {
     let cluster_port = port + 1;
     format!(
         r#"ui            = false
@@ -150,18 +188,14 @@ log_level     = "warn"
 api_addr      = "http://127.0.0.1:{port}"
 cluster_addr  = "https://127.0.0.1:{cluster_port}"
 
-storage "raft" {{
-  path    = "{data}"
-  node_id = "{node_id}"
-}}
-
+{storage}
 listener "tcp" {{
   address         = "127.0.0.1:{port}"
   cluster_address = "127.0.0.1:{cluster_port}"
   tls_disable     = true
 }}
 "#,
-        data = data_dir.display()
+        storage = storage.stanza(data_dir, node_id)
     )
 }
 
@@ -188,7 +222,12 @@ pub struct Node {
 
 impl Node {
     /// Writes the configuration under `dir` and starts `binary server -config=FILE`.
-    pub fn start(binary: &Path, dir: &Path, id: &str) -> Result<Self, TargetError> {
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        id: &str,
+        storage: &Storage,
+    ) -> Result<Self, TargetError> {
         let io = |what: &str| {
             let what = what.to_owned();
             move |source| TargetError::Io { what, source }
@@ -198,7 +237,7 @@ impl Node {
         let data = node_dir.join("data");
         std::fs::create_dir_all(&data).map_err(io("create the data directory"))?;
         let config = node_dir.join("config.hcl");
-        std::fs::write(&config, server_config(&data, id, port))
+        std::fs::write(&config, server_config(&data, id, port, storage))
             .map_err(io("write the configuration"))?;
         let mut node = Self {
             id: id.to_owned(),
@@ -373,15 +412,39 @@ pub struct Server {
     pub nodes: Vec<Node>,
     /// Unseal key and root token.
     pub keys: Keys,
+    /// What the nodes store their data in.
+    pub storage: Storage,
     _dir: tempfile::TempDir,
+}
+
+/// What a failover measurement asks of the new active node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// A read (`GET`) of the probe path answered with 2xx.
+    Read,
+    /// A write (`POST {"value": ...}`) to the probe path (a KV v1 key) accepted with 2xx.
+    Write,
 }
 
 const START_LIMIT: Duration = Duration::from_secs(60);
 
 impl Server {
-    /// Starts `nodes` nodes of `binary`, initialises the first, joins the others to it through
-    /// `sys/storage/raft/join`, unseals all and waits for an active node.
+    /// Starts `nodes` nodes of `binary` on raft, initialises the first, joins the others to it
+    /// through `sys/storage/raft/join`, unseals all and waits for an active node.
     pub async fn start(kind: TargetKind, binary: &Path, nodes: usize) -> Result<Self, TargetError> {
+        Self::start_on(kind, binary, nodes, &Storage::Raft).await
+    }
+
+    /// Starts `nodes` nodes of `binary` on `storage`, initialises and unseals the first, then
+    /// starts and unseals the others with the same key (on raft after joining them to the
+    /// first; on a shared database they come up as standbys), and waits until each is active
+    /// or a standby (on raft: until every node is a voter).
+    pub async fn start_on(
+        kind: TargetKind,
+        binary: &Path,
+        nodes: usize,
+        storage: &Storage,
+    ) -> Result<Self, TargetError> {
         if !binary.is_file() {
             return Err(TargetError::Missing(binary.to_owned()));
         }
@@ -392,7 +455,7 @@ impl Server {
                 what: "create a temporary directory".into(),
                 source,
             })?;
-        let mut first = Node::start(binary, dir.path(), "node1")?;
+        let mut first = Node::start(binary, dir.path(), "node1", storage)?;
         first.wait_listening(START_LIMIT).await?;
         let init = first
             .api()
@@ -422,18 +485,20 @@ impl Server {
         let leader_addr = first.addr;
         let mut all = vec![first];
         for i in 1..nodes {
-            let mut node = Node::start(binary, dir.path(), &format!("node{}", i + 1))?;
+            let mut node = Node::start(binary, dir.path(), &format!("node{}", i + 1), storage)?;
             node.wait_listening(START_LIMIT).await?;
-            node.api()
-                .post(
-                    "/v1/sys/storage/raft/join",
-                    &json!({ "leader_api_addr": format!("http://{leader_addr}") }),
-                )
-                .await?;
+            if *storage == Storage::Raft {
+                node.api()
+                    .post(
+                        "/v1/sys/storage/raft/join",
+                        &json!({ "leader_api_addr": format!("http://{leader_addr}") }),
+                    )
+                    .await?;
+            }
             node.unseal(&keys.unseal).await?;
             node.wait_health(
                 &[StatusCode::TOO_MANY_REQUESTS, StatusCode::OK],
-                "a joined node to become a standby",
+                "a further node to become a standby",
                 START_LIMIT,
             )
             .await?;
@@ -443,9 +508,10 @@ impl Server {
             kind,
             nodes: all,
             keys,
+            storage: storage.clone(),
             _dir: dir,
         };
-        if nodes > 1 {
+        if nodes > 1 && server.storage == Storage::Raft {
             server.wait_all_voters(START_LIMIT).await?;
         }
         Ok(server)
@@ -537,14 +603,16 @@ impl Server {
     }
 
     /// Kills the active node with SIGKILL and measures the time until another node reports
-    /// active and answers `probe_path` (read with `token`) with 2xx. The killed node is then
-    /// restarted, unsealed and waited for as a standby.
+    /// active and answers `probe` on `probe_path` (with `token`) with 2xx. The killed node is
+    /// then restarted, unsealed and waited for as a standby (on raft: as a voter).
     pub async fn failover_once(
         &mut self,
         token: &str,
+        probe: Probe,
         probe_path: &str,
         limit: Duration,
     ) -> Result<Duration, TargetError> {
+        let write_body = json!({ "value": "probe" });
         let active = self.active().await.ok_or(TargetError::Timeout {
             what: "an active node before failover".into(),
             secs: 0,
@@ -560,7 +628,14 @@ impl Server {
                 }
                 if node.health().await == Some(StatusCode::OK) {
                     let api = node.api().with_token(token);
-                    if let Ok((s, _)) = api.raw(http::Method::GET, probe_path, None).await {
+                    let answer = match probe {
+                        Probe::Read => api.raw(http::Method::GET, probe_path, None).await,
+                        Probe::Write => {
+                            api.raw(http::Method::POST, probe_path, Some(&write_body))
+                                .await
+                        }
+                    };
+                    if let Ok((s, _)) = answer {
                         if s.is_success() {
                             break 'outer killed_at.elapsed();
                         }
@@ -586,7 +661,9 @@ impl Server {
             START_LIMIT,
         )
         .await?;
-        self.wait_all_voters(START_LIMIT).await?;
+        if self.storage == Storage::Raft {
+            self.wait_all_voters(START_LIMIT).await?;
+        }
         Ok(elapsed)
     }
 }
@@ -669,12 +746,36 @@ mod tests {
 
     #[test]
     fn config_names_node_ports_and_path() {
-        let text = server_config(Path::new("/tmp/x/data"), "node2", 40000);
+        let text = server_config(Path::new("/tmp/x/data"), "node2", 40000, &Storage::Raft);
         assert!(text.contains(r#"address         = "127.0.0.1:40000""#));
         assert!(text.contains(r#"cluster_address = "127.0.0.1:40001""#));
         assert!(text.contains(r#"node_id = "node2""#));
         assert!(text.contains(r#"path    = "/tmp/x/data""#));
         assert!(text.contains("tls_disable     = true"));
+    }
+
+    #[test]
+    fn postgres_config_shares_the_database_and_enables_ha() {
+        let storage = Storage::Postgres {
+            url: "postgres://postgres@127.0.0.1:5432/bench_kura?sslmode=disable".into(),
+        };
+        let text = server_config(Path::new("/tmp/x/data"), "node3", 40010, &storage);
+        assert!(text.contains(r#"storage "postgresql" {"#));
+        assert!(text.contains(
+            r#"connection_url = "postgres://postgres@127.0.0.1:5432/bench_kura?sslmode=disable""#
+        ));
+        assert!(text.contains(r#"ha_enabled     = "true""#));
+        assert!(!text.contains("raft"));
+        assert!(!text.contains("/tmp/x/data"));
+        assert!(text.contains(r#"api_addr      = "http://127.0.0.1:40010""#));
+        assert!(text.contains(r#"cluster_addr  = "https://127.0.0.1:40011""#));
+        assert!(text.contains(r#"cluster_address = "127.0.0.1:40011""#));
+        let quoted = Storage::Postgres {
+            url: r#"postgres://u:p"q@h/db"#.into(),
+        };
+        assert!(quoted
+            .stanza(Path::new("/x"), "n")
+            .contains(r#"connection_url = "postgres://u:p\"q@h/db""#));
     }
 
     #[test]
