@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Server};
+use common::{free_port, index_of, request, Server};
 use serde_json::{json, Value};
 
 /// One node's addresses and files.
@@ -70,62 +70,6 @@ disable_mlock = true
 
 fn start(spec: &NodeSpec) -> Server {
     Server::start(&spec.config, &spec.api, spec.log.clone())
-}
-
-/// A raw HTTP/1.1 exchange with extra headers; returns status, headers (lower-case names) and
-/// the JSON body (Null when empty).
-fn request(
-    addr: &str,
-    method: &str,
-    path: &str,
-    token: &str,
-    headers: &[(&str, &str)],
-    body: Option<&Value>,
-) -> (u16, Vec<(String, String)>, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !token.is_empty() {
-        head.push_str(&format!("X-Vault-Token: {token}\r\n"));
-    }
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let mut lines = head.lines();
-    let status: u16 = lines
-        .next()
-        .unwrap()
-        .split_whitespace()
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let hdrs: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
-        .collect();
-    let payload = &buf[end + 4..];
-    let json = if payload.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(payload)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
-    };
-    (status, hdrs, json)
 }
 
 fn call(addr: &str, method: &str, path: &str, token: &str, body: Option<&Value>) -> (u16, Value) {
@@ -293,16 +237,26 @@ fn cluster_forms_forwards_redirects_and_refuses_strangers() {
         Some(&json!({"type": "kv", "options": {"version": "2"}})),
     );
     assert_eq!(st, 204, "{body}");
-    let (st, body) = call(
+    let (st, hdrs, body) = request(
         s3,
         "PUT",
         "/v1/secret/data/app",
         token,
+        &[],
         Some(&json!({"data": {"password": "through-standby"}})),
     );
     assert_eq!(st, 200, "{body}");
+    // Reads on standbys are eventually consistent; the write's index makes them current.
+    let index = index_of(&hdrs);
     for node in [a, s2, s3] {
-        let (st, body) = call(node, "GET", "/v1/secret/data/app", token, None);
+        let (st, _, body) = request(
+            node,
+            "GET",
+            "/v1/secret/data/app",
+            token,
+            &[("X-Vault-Index", &index)],
+            None,
+        );
         assert_eq!(st, 200, "{node}: {body}");
         assert_eq!(body["data"]["data"]["password"], "through-standby");
     }
@@ -806,15 +760,6 @@ fn step_down_moves_leadership_and_the_old_node_stays_a_standby() {
         format!("http://{}", addrs[second])
     );
     drop(c);
-}
-
-/// The `X-Vault-Index` header of a response.
-fn index_of(headers: &[(String, String)]) -> String {
-    headers
-        .iter()
-        .find(|(n, _)| n == "x-vault-index")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no X-Vault-Index in {headers:?}"))
 }
 
 /// A request carrying an `X-Vault-Index`; `local_only` adds `X-Vault-No-Request-Forwarding`,

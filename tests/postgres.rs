@@ -10,34 +10,69 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::{free_port, http_raw, Server};
+use common::{free_port, http_raw, index_of, request, Server};
 use kura_postgres::testing::{fresh_database_blocking, query_text_blocking};
-use serde_json::json;
+use serde_json::{json, Value};
 
 struct Node {
     api: String,
     config: PathBuf,
     log: PathBuf,
+    /// The port the cluster listener binds.
+    cluster_port: u16,
 }
 
 fn node(dir: &Path, name: &str, url: &str, ha: bool) -> Node {
+    node_with(
+        dir,
+        name,
+        &NodeOpts {
+            url,
+            ha,
+            ..NodeOpts::default()
+        },
+    )
+}
+
+/// How a node is configured.
+#[derive(Default)]
+struct NodeOpts<'a> {
+    /// `connection_url`.
+    url: &'a str,
+    /// `read_connection_url`, when set.
+    read_url: Option<&'a str>,
+    /// `ha_enabled`.
+    ha: bool,
+    /// The port advertised in `cluster_addr` when it is not the bound one (a proxy's).
+    advertised_cluster_port: Option<u16>,
+}
+
+fn node_with(dir: &Path, name: &str, o: &NodeOpts) -> Node {
     let port = free_port();
     let api = format!("127.0.0.1:{port}");
+    let cport = free_port();
+    let read = o
+        .read_url
+        .map(|u| format!("  read_connection_url = \"{u}\"\n"))
+        .unwrap_or_default();
     let text = format!(
         r#"
 storage "postgresql" {{
   connection_url = "{url}"
   ha_enabled     = "{ha}"
-}}
+{read}}}
 listener "tcp" {{
-  address     = "{api}"
-  tls_disable = true
+  address         = "{api}"
+  cluster_address = "127.0.0.1:{cport}"
+  tls_disable     = true
 }}
 api_addr      = "http://{api}"
-cluster_addr  = "https://127.0.0.1:{cport}"
+cluster_addr  = "https://127.0.0.1:{advertised}"
 disable_mlock = true
 "#,
-        cport = port + 1,
+        url = o.url,
+        ha = o.ha,
+        advertised = o.advertised_cluster_port.unwrap_or(cport),
     );
     let config = dir.join(format!("{name}.hcl"));
     std::fs::write(&config, text).unwrap();
@@ -45,6 +80,7 @@ disable_mlock = true
         api,
         config,
         log: dir.join(format!("{name}.log")),
+        cluster_port: cport,
     }
 }
 
@@ -170,9 +206,27 @@ fn ha_pair_on_postgresql_elects_one_active_and_fails_over_after_kill9() {
     let active = single_active(&refs(&servers)).unwrap();
     mount_kv(servers[active].as_ref().unwrap(), &root);
 
-    // The standby redirects to the active node's api_addr.
+    // The standby forwards a write to the active node; told not to forward, it redirects to
+    // the active node's api_addr.
     let standby = 1 - active;
-    let (st, _) = http_raw(&nodes[standby].api, "GET", "/v1/secret/data/x", &root, None);
+    let body = json!({"data": {"v": "through the standby"}});
+    let (st, _, b) = request(
+        &nodes[standby].api,
+        "PUT",
+        "/v1/secret/data/x",
+        &root,
+        &[],
+        Some(&body),
+    );
+    assert_eq!(st, 200, "{b}");
+    let (st, _, _) = request(
+        &nodes[standby].api,
+        "PUT",
+        "/v1/secret/data/x",
+        &root,
+        &[("X-Vault-No-Request-Forwarding", "true")],
+        Some(&body),
+    );
     assert_eq!(st, 307);
     // sys/leader on the standby names the active node.
     let (st, leader) = servers[standby]
@@ -262,15 +316,18 @@ fn paused_active_node_cannot_write_after_resuming() {
             let mut answers = Vec::new();
             let mut i = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-                let body = json!({"data": {"v": format!("old-{i}")}}).to_string();
-                let (st, reply) = http_raw(
+                let body = json!({"data": {"v": format!("old-{i}")}});
+                // Not forwarded: once the paused node is a standby, it must not hand these
+                // writes to the new active node (which would rightly accept them).
+                let (st, _, reply) = request(
                     &api,
                     "PUT",
                     "/v1/secret/data/contended",
                     &token,
-                    Some(body.as_bytes()),
+                    &[("X-Vault-No-Request-Forwarding", "true")],
+                    Some(&body),
                 );
-                answers.push((st, String::from_utf8_lossy(&reply).into_owned()));
+                answers.push((st, reply.to_string()));
                 i += 1;
             }
             answers
@@ -405,6 +462,7 @@ fn active_node_paused_inside_a_write_transaction_cannot_commit_it() {
 fn split_node(dir: &Path, name: &str, data_url: &str, lock_url: &str) -> Node {
     let port = free_port();
     let api = format!("127.0.0.1:{port}");
+    let cport = free_port();
     let text = format!(
         r#"
 storage "postgresql" {{
@@ -415,14 +473,14 @@ ha_storage "postgresql" {{
   ha_enabled     = "true"
 }}
 listener "tcp" {{
-  address     = "{api}"
-  tls_disable = true
+  address         = "{api}"
+  cluster_address = "127.0.0.1:{cport}"
+  tls_disable     = true
 }}
 api_addr      = "http://{api}"
 cluster_addr  = "https://127.0.0.1:{cport}"
 disable_mlock = true
 "#,
-        cport = port + 1,
     );
     let config = dir.join(format!("{name}.hcl"));
     std::fs::write(&config, text).unwrap();
@@ -430,6 +488,7 @@ disable_mlock = true
         api,
         config,
         log: dir.join(format!("{name}.log")),
+        cluster_port: cport,
     }
 }
 
@@ -484,4 +543,361 @@ fn ha_storage_keeps_the_lock_in_another_database() {
             .call("GET", "/v1/secret/data/split", &root, None);
     assert_eq!(st, 200, "{body}");
     assert_eq!(body["data"]["data"]["v"], "kept");
+}
+
+/// Three nodes on one database: the active node and two read-serving standbys.
+fn ha_trio(dir: &Path, opts: &[NodeOpts]) -> (Vec<Node>, Vec<Server>, String) {
+    let nodes: Vec<Node> = opts
+        .iter()
+        .enumerate()
+        .map(|(i, o)| node_with(dir, &format!("n{i}"), o))
+        .collect();
+    let first = start(&nodes[0]);
+    let (keys, root) = first.init_unseal(3, 2);
+    let mut servers = vec![first];
+    for n in &nodes[1..] {
+        let s = start(n);
+        s.unseal(&keys[..2]);
+        servers.push(s);
+    }
+    let all: Vec<&Server> = servers.iter().collect();
+    wait_for(15, "one active node", || single_active(&all));
+    (nodes, servers, root)
+}
+
+/// A write on `addr` (the active node); returns the answer's `X-Vault-Index`.
+fn write_at(addr: &str, path: &str, token: &str, body: &Value) -> String {
+    let (st, hdrs, b) = request(addr, "PUT", path, token, &[], Some(body));
+    assert!(st == 200 || st == 204, "{path}: {st} {b}");
+    index_of(&hdrs)
+}
+
+/// A read on a standby that must be answered by the standby itself, bringing `index`.
+fn read_local(addr: &str, path: &str, token: &str, index: &str) -> (u16, Value) {
+    let (st, _, b) = request(
+        addr,
+        "GET",
+        path,
+        token,
+        &[
+            ("X-Vault-Index", index),
+            ("X-Vault-No-Request-Forwarding", "true"),
+        ],
+        None,
+    );
+    (st, b)
+}
+
+/// Waits until the standby at `addr` serves reads itself (a local read is not redirected).
+fn wait_read_serving(addr: &str, token: &str) {
+    wait_for(15, "the standby serving reads", || {
+        let (st, _, _) = request(
+            addr,
+            "GET",
+            "/v1/sys/mounts",
+            token,
+            &[("X-Vault-No-Request-Forwarding", "true")],
+            None,
+        );
+        (st == 200).then_some(())
+    });
+}
+
+#[test]
+fn standbys_on_postgresql_serve_reads_and_follow_every_change() {
+    let url = fresh_database_blocking("standby_reads");
+    let dir = tempfile::tempdir().unwrap();
+    let opts: Vec<NodeOpts> = (0..3)
+        .map(|_| NodeOpts {
+            url: &url,
+            ha: true,
+            ..NodeOpts::default()
+        })
+        .collect();
+    let (_nodes, servers, root) = ha_trio(dir.path(), &opts);
+    let all: Vec<&Server> = servers.iter().collect();
+    let a = single_active(&all).unwrap();
+    let active = servers[a].addr.clone();
+    let standbys: Vec<String> = (0..3)
+        .filter(|&i| i != a)
+        .map(|i| servers[i].addr.clone())
+        .collect();
+    for s in &standbys {
+        wait_read_serving(s, &root);
+    }
+
+    // A new mount, then a value and its updates: each read on a standby, given the write's
+    // index, is answered by the standby itself with the latest value.
+    let idx = write_at(
+        &active,
+        "/v1/sys/mounts/secret",
+        &root,
+        &json!({"type": "kv", "options": {"version": "2"}}),
+    );
+    for s in &standbys {
+        let (st, b) = read_local(s, "/v1/sys/mounts/secret/tune", &root, &idx);
+        assert_eq!(st, 200, "{b}");
+    }
+    for round in 0..30 {
+        let v = format!("v{round}");
+        let idx = write_at(
+            &active,
+            "/v1/secret/data/app",
+            &root,
+            &json!({"data": {"v": v}}),
+        );
+        for s in &standbys {
+            let (st, b) = read_local(s, "/v1/secret/data/app", &root, &idx);
+            assert_eq!(st, 200, "{b}");
+            assert_eq!(b["data"]["data"]["v"], v, "stale read on a standby: {b}");
+        }
+    }
+
+    // A policy change and a revoked token reach the standbys' own stores.
+    let idx = write_at(
+        &active,
+        "/v1/sys/policies/acl/reader",
+        &root,
+        &json!({"policy": "path \"secret/data/*\" { capabilities = [\"read\"] }"}),
+    );
+    let (st, hdrs, b) = request(
+        &active,
+        "POST",
+        "/v1/auth/token/create",
+        &root,
+        &[("X-Vault-Index", &idx)],
+        Some(&json!({"policies": ["reader"]})),
+    );
+    assert_eq!(st, 200, "{b}");
+    let token = b["auth"]["client_token"].as_str().unwrap().to_string();
+    let idx = index_of(&hdrs);
+    for s in &standbys {
+        let (st, b) = read_local(s, "/v1/secret/data/app", &token, &idx);
+        assert_eq!(st, 200, "{b}");
+    }
+    let idx = write_at(
+        &active,
+        "/v1/sys/policies/acl/reader",
+        &root,
+        &json!({"policy": "path \"other/*\" { capabilities = [\"read\"] }"}),
+    );
+    for s in &standbys {
+        let (st, b) = read_local(s, "/v1/secret/data/app", &token, &idx);
+        assert_eq!(st, 403, "a changed policy was not seen by a standby: {b}");
+    }
+    let idx = write_at(
+        &active,
+        "/v1/auth/token/revoke",
+        &root,
+        &json!({"token": token}),
+    );
+    for s in &standbys {
+        let (st, b) = read_local(s, "/v1/auth/token/lookup-self", &token, &idx);
+        assert_eq!(st, 403, "a revoked token still works on a standby: {b}");
+    }
+
+    // A write sent to a standby is forwarded, and the standby then reads it itself.
+    let (st, hdrs, b) = request(
+        &standbys[0],
+        "PUT",
+        "/v1/secret/data/forwarded",
+        &root,
+        &[],
+        Some(&json!({"data": {"v": "via standby"}})),
+    );
+    assert_eq!(st, 200, "{b}");
+    let idx = index_of(&hdrs);
+    let (st, b) = read_local(&standbys[0], "/v1/secret/data/forwarded", &root, &idx);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "via standby");
+
+    // An index no node has reached: 412 with `X-Vault-Inconsistent: fail`.
+    let future = {
+        use base64::Engine as _;
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(&idx)
+            .unwrap();
+        let mut v: Value = serde_json::from_slice(&raw).unwrap();
+        let now: u64 = v["value"].as_str().unwrap().parse().unwrap();
+        v["value"] = Value::String((now + (1 << 40)).to_string());
+        base64::engine::general_purpose::STANDARD.encode(v.to_string())
+    };
+    let (st, _, _) = request(
+        &standbys[1],
+        "GET",
+        "/v1/secret/data/app",
+        &root,
+        &[("X-Vault-Index", &future), ("X-Vault-Inconsistent", "fail")],
+        None,
+    );
+    assert_eq!(st, 412);
+}
+
+/// A TCP relay in front of a cluster port that a test can cut (closing every connection and
+/// refusing new ones) and restore.
+struct Relay {
+    port: u16,
+    target: std::sync::Arc<std::sync::atomic::AtomicU16>,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>>,
+}
+
+impl Relay {
+    /// A relay on a free port, relaying nowhere until [`Relay::point_at`].
+    fn start() -> Relay {
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let target = std::sync::Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let cut = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (t, c, k) = (target.clone(), cut.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                if c.load(Ordering::SeqCst) {
+                    drop(client);
+                    continue;
+                }
+                let to = t.load(Ordering::SeqCst);
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                {
+                    let mut k = k.lock().unwrap();
+                    k.push(client.try_clone().unwrap());
+                    k.push(server.try_clone().unwrap());
+                }
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Relay {
+            port,
+            target,
+            cut,
+            conns,
+        }
+    }
+
+    fn point_at(&self, port: u16) {
+        self.target.store(port, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap().drain(..) {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_standby_whose_invalidation_stream_drops_stops_serving_reads_until_it_follows_again() {
+    let url = fresh_database_blocking("stream_drop");
+    let dir = tempfile::tempdir().unwrap();
+    // Each node advertises its cluster port through a relay the test can cut.
+    let mut nodes = Vec::new();
+    let mut relays = Vec::new();
+    for i in 0..2 {
+        let relay = Relay::start();
+        let n = node_with(
+            dir.path(),
+            &format!("n{i}"),
+            &NodeOpts {
+                url: &url,
+                ha: true,
+                advertised_cluster_port: Some(relay.port),
+                ..NodeOpts::default()
+            },
+        );
+        relay.point_at(n.cluster_port);
+        relays.push(relay);
+        nodes.push(n);
+    }
+    let a0 = start(&nodes[0]);
+    let (keys, root) = a0.init_unseal(3, 2);
+    let a1 = start(&nodes[1]);
+    a1.unseal(&keys[..2]);
+    let servers = [a0, a1];
+    let all: Vec<&Server> = servers.iter().collect();
+    let a = wait_for(15, "one active node", || single_active(&all));
+    let active = servers[a].addr.clone();
+    let standby = servers[1 - a].addr.clone();
+    mount_kv(&servers[a], &root);
+    wait_read_serving(&standby, &root);
+    let idx = write_at(
+        &active,
+        "/v1/secret/data/k",
+        &root,
+        &json!({"data": {"v": "one"}}),
+    );
+    let (st, b) = read_local(&standby, "/v1/secret/data/k", &root, &idx);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "one");
+
+    // The stream drops: within the stream's silence limit the standby stops answering
+    // locally (a local-only request is redirected).
+    relays[a].cut();
+    wait_for(10, "the standby to stop serving reads", || {
+        let (st, _, _) = request(
+            &standby,
+            "GET",
+            "/v1/secret/data/k",
+            &root,
+            &[("X-Vault-No-Request-Forwarding", "true")],
+            None,
+        );
+        (st == 307).then_some(())
+    });
+    // A write while the standby hears nothing.
+    write_at(
+        &active,
+        "/v1/secret/data/k",
+        &root,
+        &json!({"data": {"v": "two"}}),
+    );
+    for _ in 0..10 {
+        let (st, _, b) = request(
+            &standby,
+            "GET",
+            "/v1/secret/data/k",
+            &root,
+            &[("X-Vault-No-Request-Forwarding", "true")],
+            None,
+        );
+        assert!(
+            st == 307,
+            "a standby without its stream answered by itself: {st} {b}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The stream is back: the standby subscribes again and serves the value written while
+    // it was away, never the old one.
+    relays[a].restore();
+    wait_read_serving(&standby, &root);
+    let (st, _, b) = request(
+        &standby,
+        "GET",
+        "/v1/secret/data/k",
+        &root,
+        &[("X-Vault-No-Request-Forwarding", "true")],
+        None,
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(
+        b["data"]["data"]["v"], "two",
+        "stale read after resubscribing"
+    );
 }

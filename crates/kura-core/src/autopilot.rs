@@ -595,7 +595,7 @@ impl Core {
 
     /// `sys/storage/raft/autopilot/configuration` (update).
     pub(crate) async fn set_autopilot_config(&self, data: &Map) -> Result<()> {
-        self.cluster_plane().ok_or_else(|| {
+        self.raft_plane().ok_or_else(|| {
             LogicalError::bad("raft storage is not in use: autopilot is not available")
         })?;
         let mut stored = self.autopilot_stored_config().await?;
@@ -606,7 +606,7 @@ impl Core {
 
     /// `sys/storage/raft/autopilot/state`: evaluated now (on the active node).
     pub(crate) async fn autopilot_state(&self) -> Result<Value> {
-        let plane = self.cluster_plane().ok_or_else(|| {
+        let plane = self.raft_plane().ok_or_else(|| {
             LogicalError::bad("raft storage is not in use: autopilot is not available")
         })?;
         let cfg = self.autopilot_config().await?;
@@ -625,7 +625,7 @@ impl Core {
         if self.current_state() != crate::HaState::Active {
             return;
         }
-        let Some(plane) = self.cluster_plane() else {
+        let Some(plane) = self.raft_plane() else {
             return;
         };
         let cfg = match self.autopilot_config().await {

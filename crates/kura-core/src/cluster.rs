@@ -141,9 +141,13 @@ pub struct BootstrapAnswerReply {
 pub type IdentityBytes = Zeroizing<Vec<u8>>;
 
 /// The cluster plane: the part of a node that talks to other nodes. The core drives it; the
-/// server implements it over `kura-cluster` (cluster port, raft transport, forwarding).
+/// server implements it over `kura-cluster` (cluster port, request forwarding, and with raft
+/// storage the raft transport and membership). The raft-only operations have defaults that
+/// refuse, for a plane without raft (HA on PostgreSQL).
 #[async_trait]
 pub trait ClusterPlane: Send + Sync + 'static {
+    /// Whether this plane runs raft (integrated storage).
+    fn is_raft(&self) -> bool;
     /// Generates a new cluster identity, serialized.
     fn generate_identity(&self) -> std::result::Result<IdentityBytes, ClusterPlaneError>;
     /// Makes `identity` (serialized) the identity of the cluster port and its clients.
@@ -154,46 +158,64 @@ pub trait ClusterPlane: Send + Sync + 'static {
         cluster_addr: &str,
         req: &ForwardedRequest,
     ) -> std::result::Result<ForwardedResponse, ClusterPlaneError>;
+    /// This node's name (raft `node_id`, or the configured node name).
+    fn node_id(&self) -> String;
     /// The raft servers as this node knows them.
-    fn peers(&self) -> Vec<RaftPeer>;
+    fn peers(&self) -> Vec<RaftPeer> {
+        Vec::new()
+    }
     /// Removes the raft server named `node_id`.
-    async fn remove_peer(&self, node_id: &str) -> std::result::Result<(), ClusterPlaneError>;
+    async fn remove_peer(&self, _node_id: &str) -> std::result::Result<(), ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Asks the cluster reachable at `cluster_addr` to admit this node (identity installed).
     async fn join_raft(
         &self,
-        cluster_addr: &str,
-        voter: bool,
-    ) -> std::result::Result<(), ClusterPlaneError>;
-    /// This node's raft name.
-    fn node_id(&self) -> String;
+        _cluster_addr: &str,
+        _voter: bool,
+    ) -> std::result::Result<(), ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Makes this node a one-voter raft cluster if it is not part of one yet, and waits until
     /// it leads (called by `sys/init`).
-    async fn bootstrap(&self) -> std::result::Result<(), ClusterPlaneError>;
+    async fn bootstrap(&self) -> std::result::Result<(), ClusterPlaneError> {
+        Ok(())
+    }
     /// Fetches a bootstrap challenge from the API at `leader_api_addr`.
     async fn fetch_challenge(
         &self,
-        leader_api_addr: &str,
-        server_id: &str,
-    ) -> std::result::Result<BootstrapChallenge, ClusterPlaneError>;
+        _leader_api_addr: &str,
+        _server_id: &str,
+    ) -> std::result::Result<BootstrapChallenge, ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// The cluster's whole data as one snapshot file (`sys/storage/raft/snapshot`).
-    async fn snapshot_save(&self) -> std::result::Result<Vec<u8>, ClusterPlaneError>;
+    async fn snapshot_save(&self) -> std::result::Result<Vec<u8>, ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Checks a snapshot file and returns its keys and values; changes nothing.
     async fn snapshot_read(
         &self,
-        data: Vec<u8>,
-    ) -> std::result::Result<Vec<(String, Vec<u8>)>, ClusterPlaneError>;
+        _data: Vec<u8>,
+    ) -> std::result::Result<Vec<(String, Vec<u8>)>, ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Replaces the cluster's data with `pairs` through raft.
     async fn snapshot_restore(
         &self,
-        pairs: Vec<(String, Vec<u8>)>,
-    ) -> std::result::Result<(), ClusterPlaneError>;
+        _pairs: Vec<(String, Vec<u8>)>,
+    ) -> std::result::Result<(), ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Sends the answer to the API at `leader_api_addr`.
     async fn send_answer(
         &self,
-        leader_api_addr: &str,
-        server_id: &str,
-        answer: &str,
-    ) -> std::result::Result<BootstrapAnswerReply, ClusterPlaneError>;
+        _leader_api_addr: &str,
+        _server_id: &str,
+        _answer: &str,
+    ) -> std::result::Result<BootstrapAnswerReply, ClusterPlaneError> {
+        Err(not_raft())
+    }
     /// Autopilot on the leader: observes the raft servers and evaluates them under `cfg`
     /// (see [`crate::autopilot`]). `None` where autopilot does not run (not the leader, or no
     /// raft).
@@ -213,6 +235,11 @@ pub trait ClusterPlane: Send + Sync + 'static {
     fn echoes(&self) -> Vec<(crate::autopilot::Echo, std::time::SystemTime)> {
         Vec::new()
     }
+}
+
+/// The refusal of a raft operation by a plane without raft.
+fn not_raft() -> ClusterPlaneError {
+    ClusterPlaneError::Membership("raft storage is not in use".into())
 }
 
 /// What the active node advertises at `core/leader/<uuid>`.
@@ -347,7 +374,7 @@ fn valid_server_id(id: &str) -> Result<()> {
 
 impl Core {
     fn require_plane(&self) -> Result<Arc<dyn ClusterPlane>> {
-        self.cluster_plane().ok_or_else(|| {
+        self.raft_plane().ok_or_else(|| {
             LogicalError::bad("raft storage is not in use: this node has no cluster plane")
         })
     }
@@ -510,7 +537,7 @@ impl Core {
     /// Before `sys/init` on clustered storage: form a one-node cluster unless this node is
     /// joining one.
     pub(crate) async fn bootstrap_cluster(&self) -> Result<()> {
-        let Some(plane) = self.cluster_plane() else {
+        let Some(plane) = self.raft_plane() else {
             return Ok(());
         };
         if self.join_pending().await {

@@ -172,6 +172,10 @@ pub struct Core {
     pub(crate) invalidated: watch::Sender<u64>,
     /// The invalidation manager, while unsealed with HA.
     pub(crate) invalidation: std::sync::Mutex<Option<crate::invalidation::InvalidationTask>>,
+    /// Whether a standby may serve reads: cleared while the write notifications it depends on
+    /// are not flowing (the invalidation stream of PostgreSQL HA is down), so that it forwards
+    /// everything rather than serve stale data. Always set with raft.
+    pub(crate) standby_reads_ready: AtomicBool,
 }
 
 impl Core {
@@ -206,6 +210,7 @@ impl Core {
             active_time: RwLock::new(None),
             invalidated: watch::channel(0).0,
             invalidation: std::sync::Mutex::new(None),
+            standby_reads_ready: AtomicBool::new(true),
         })
     }
 
@@ -217,6 +222,11 @@ impl Core {
     /// The cluster plane, if attached.
     pub fn cluster_plane(&self) -> Option<Arc<dyn crate::cluster::ClusterPlane>> {
         self.cluster.read().expect("cluster lock").clone()
+    }
+
+    /// The cluster plane when it runs raft (integrated storage); `None` otherwise.
+    pub fn raft_plane(&self) -> Option<Arc<dyn crate::cluster::ClusterPlane>> {
+        self.cluster_plane().filter(|p| p.is_raft())
     }
 
     /// Watches the HA state.
@@ -547,9 +557,16 @@ impl Core {
     }
 
     /// Builds the runtime (router, stores, expiration, audit) and goes active.
+    ///
+    /// What a standby cached came from write notifications; a storage without a replicated
+    /// log (PostgreSQL) cannot promise that the last writes of a failed active node were
+    /// notified, so the new active node starts from the storage itself: caches dropped and
+    /// the keyring read again.
     pub(crate) async fn activate(&self) -> Result<()> {
         self.drop_runtime().await;
         self.barrier.set_read_only(false);
+        self.physical.drop_caches();
+        self.barrier.reload_keyring().await.map_err(barrier_err)?;
         let runtime = self.build_runtime(false).await?;
         if let Err(e) = self.start_audit().await {
             runtime.expiration.stop();
@@ -586,7 +603,11 @@ impl Core {
     /// On a standby: builds a read-only runtime and serves reads from local storage; every
     /// write fails with the typed read-only error and is forwarded to the active node.
     pub(crate) async fn serve_standby_reads(&self) {
-        if self.config.disable_standby_reads || self.physical.write_notifier().is_none() {
+        if self.config.disable_standby_reads
+            || self.physical.write_notifier().is_none()
+            || !self.standby_reads_ready.load(Ordering::Acquire)
+        {
+            self.forward_everything();
             return;
         }
         self.barrier.set_read_only(true);
@@ -594,16 +615,46 @@ impl Core {
             Ok(rt) => rt,
             Err(e) => {
                 tracing::warn!(error = %e, "this standby cannot serve reads; it forwards everything");
+                self.forward_everything();
                 return;
             }
         };
         if let Err(e) = self.start_audit().await {
             tracing::warn!(error = %e, "audit devices did not open: this standby forwards everything");
+            self.forward_everything();
             return;
         }
         *self.runtime.write().expect("runtime lock") = Some(runtime);
         if self.current_state() == HaState::Standby {
             self.ha.send_replace(HaState::ReadServingStandby);
+        }
+    }
+
+    /// A standby that cannot serve reads (no runtime) says so: it forwards everything.
+    fn forward_everything(&self) {
+        if self.current_state() == HaState::ReadServingStandby {
+            self.ha.send_replace(HaState::Standby);
+        }
+    }
+
+    /// Allows or stops standby reads (see `standby_reads_ready`). Stopping drops a standby's
+    /// read runtime at once (it then forwards everything); allowing builds it again.
+    pub async fn set_standby_reads_ready(&self, ready: bool) {
+        let was = self.standby_reads_ready.swap(ready, Ordering::AcqRel);
+        if was == ready {
+            return;
+        }
+        let _state = self.state_lock.lock().await;
+        if !self.current_state().is_standby() {
+            return;
+        }
+        if ready {
+            if self.runtime().is_none() {
+                self.serve_standby_reads().await;
+            }
+        } else {
+            self.forward_everything();
+            self.drop_runtime().await;
         }
     }
 

@@ -882,7 +882,7 @@ impl Core {
                 )))
             }
             S::AutopilotConfiguration if req.operation == O::Read => {
-                self.cluster_plane().ok_or_else(|| {
+                self.raft_plane().ok_or_else(|| {
                     LogicalError::bad("raft storage is not in use: autopilot is not available")
                 })?;
                 let cfg = self.autopilot_config().await?;

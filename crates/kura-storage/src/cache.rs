@@ -220,6 +220,11 @@ impl Backend for CachedBackend {
         self.inner.ha_lock()
     }
 
+    fn drop_caches(&self) {
+        self.shared.clear();
+        self.inner.drop_caches();
+    }
+
     fn write_notifier(&self) -> Option<Arc<dyn WriteNotifier>> {
         if self.follows_inner {
             Some(Arc::new(CacheRelay(self.shared.clone())))

@@ -116,6 +116,9 @@ pub trait Backend: Send + Sync + 'static {
     fn indexed(&self) -> Option<Arc<dyn Indexed>> {
         None
     }
+    /// Drops whatever this backend (or a layer inside it) holds cached, so that the next reads
+    /// go to the storage itself. Layers without a cache do nothing.
+    fn drop_caches(&self) {}
 }
 
 /// A batch of keys written together, in commit order, at one storage index.

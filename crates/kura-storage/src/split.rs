@@ -65,4 +65,8 @@ impl Backend for SplitHaBackend {
     fn indexed(&self) -> Option<Arc<dyn Indexed>> {
         self.data.indexed()
     }
+
+    fn drop_caches(&self) {
+        self.data.drop_caches();
+    }
 }
