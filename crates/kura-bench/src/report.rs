@@ -423,9 +423,12 @@ fn not_run_notes(out: &mut String, r: &BenchResults, topology: &str) {
                 line.replace('`', "'")
             ));
         }
+        for (kind, note) in &s.notes {
+            notes.push(format!("- {} {}: {}", kind.name(), s.name, note));
+        }
     }
     if !notes.is_empty() {
-        let _ = writeln!(out, "Not run:\n");
+        let _ = writeln!(out, "Not run, or to note:\n");
         for n in notes {
             let _ = writeln!(out, "{n}");
         }
@@ -1114,6 +1117,7 @@ mod tests {
                     targets: read,
                     placement: "active".into(),
                     active_node: BTreeMap::new(),
+                    notes: Vec::new(),
                 },
                 ScenarioResult {
                     name: "userpass_login".into(),
@@ -1122,6 +1126,7 @@ mod tests {
                     targets: login,
                     placement: "active".into(),
                     active_node: BTreeMap::new(),
+                    notes: Vec::new(),
                 },
             ],
             cluster_targets: vec![],
@@ -1184,6 +1189,7 @@ mod tests {
                 targets: BTreeMap::from([(TargetKind::Kura, cpu_ran(t, cpu))]),
                 placement: placement.into(),
                 active_node: BTreeMap::from([(TargetKind::Kura, 1)]),
+                notes: Vec::new(),
             });
         }
         r.lags.push(Lag::new(
@@ -1237,6 +1243,7 @@ mod tests {
             ]),
             placement: "active".into(),
             active_node: BTreeMap::new(),
+            notes: Vec::new(),
         });
         let failover = |kind, times_s: Vec<f64>, error: Option<&str>| Failover {
             kind,

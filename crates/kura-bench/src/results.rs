@@ -293,6 +293,10 @@ pub struct ScenarioResult {
     /// Index of the active node per target (cluster runs), to single out its CPU.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub active_node: BTreeMap<TargetKind, usize>,
+    /// Things seen during the rounds that bear on the figures, per target (e.g. the active node
+    /// changed under the load).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<(TargetKind, String)>,
 }
 
 fn default_placement() -> String {
@@ -540,6 +544,7 @@ mod tests {
             targets: BTreeMap::new(),
             placement: "active".into(),
             active_node: BTreeMap::new(),
+            notes: Vec::new(),
         };
         let ran = |t: f64| Outcome::Ran {
             rounds: vec![],

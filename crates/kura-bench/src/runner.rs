@@ -108,22 +108,23 @@ impl Running {
         self.token != self.server.keys.root_token
     }
 
-    /// Addresses the load of a scenario with `placement` goes to.
-    fn addrs(&self, placement: Placement) -> Vec<SocketAddr> {
+    /// Addresses the load of a scenario with `placement` goes to, `active` being the active
+    /// node's index.
+    fn addrs(&self, placement: Placement, active: usize) -> Vec<SocketAddr> {
         let nodes = &self.server.nodes;
         match placement {
-            Placement::Active => vec![nodes[self.active].addr],
+            Placement::Active => vec![nodes[active].addr],
             Placement::Standbys => (0..nodes.len())
-                .filter(|&i| i != self.active)
+                .filter(|&i| i != active)
                 .map(|i| nodes[i].addr)
                 .collect(),
             Placement::AllNodes => nodes.iter().map(|n| n.addr).collect(),
         }
     }
 
-    fn ctx(&self, keys: usize) -> SetupCtx {
+    fn ctx(&self, keys: usize, active: usize) -> SetupCtx {
         SetupCtx {
-            root: self.server.root_api(self.active),
+            root: self.server.root_api(active),
             token: self.token.clone(),
             keys,
         }
@@ -269,8 +270,23 @@ async fn run_scenario(
         outcomes.insert(kind, Outcome::Skipped { missing });
     }
     let mut runnables = Vec::new();
+    let mut notes = Vec::new();
     for r in running {
-        let addrs = r.addrs(scenario.placement);
+        // The active node as of now: an earlier scenario may have seen it change.
+        let active = match r.server.active().await {
+            Some(a) => a,
+            None => r.active,
+        };
+        if active != r.active {
+            notes.push((
+                r.kind,
+                format!(
+                    "active node was {} before this scenario (was {})",
+                    r.server.nodes[active].id, r.server.nodes[r.active].id
+                ),
+            ));
+        }
+        let addrs = r.addrs(scenario.placement, active);
         if addrs.is_empty() {
             outcomes.insert(
                 r.kind,
@@ -280,7 +296,7 @@ async fn run_scenario(
             );
             continue;
         }
-        let ctx = r.ctx(opts.keys);
+        let ctx = r.ctx(opts.keys, active);
         let started = Instant::now();
         match (scenario.setup)(&ctx).await {
             Ok(prepared) => {
@@ -292,7 +308,7 @@ async fn run_scenario(
                 runnables.push(Runnable {
                     kind: r.kind,
                     addrs,
-                    active: (r.server.nodes.len() > 1).then_some(r.active),
+                    active: (r.server.nodes.len() > 1).then_some(active),
                     pids: r.server.pids(),
                     db_pid,
                     gen: prepared.gen,
@@ -359,6 +375,22 @@ async fn run_scenario(
             }
         }
     }
+    // A change of active node under the load bears on the figures (errors, stalls).
+    for t in &runnables {
+        let (Some(before), Some(r)) = (t.active, running.iter().find(|r| r.kind == t.kind)) else {
+            continue;
+        };
+        let now = r.server.active().await;
+        if now != Some(before) {
+            let now = now.map_or("none".to_owned(), |i| r.server.nodes[i].id.clone());
+            let note = format!(
+                "the active node changed during the rounds ({} before, {now} after)",
+                r.server.nodes[before].id
+            );
+            eprintln!("  {}: {note}", t.kind);
+            notes.push((t.kind, note));
+        }
+    }
     for t in &runnables {
         let outcome = match (failed.remove(&t.kind), rounds.remove(&t.kind)) {
             (Some(detail), _) => Outcome::Failed { detail },
@@ -379,6 +411,7 @@ async fn run_scenario(
         targets: outcomes,
         placement: scenario.placement.name().to_owned(),
         active_node,
+        notes,
     }
 }
 
@@ -656,6 +689,9 @@ async fn run_postgres(opts: &BenchOptions, scenarios: &mut Vec<ScenarioResult>) 
 /// answers `probe`.
 async fn measure_failover(r: &mut Running, runs: usize, probe_kind: Probe) -> Failover {
     eprintln!("failover on {} ({runs} runs)", r.kind);
+    if let Some(a) = r.server.active().await {
+        r.active = a;
+    }
     let mut times = Vec::new();
     let mut error = None;
     // A KV v1 secret to read through the new active node.
