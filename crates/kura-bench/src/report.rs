@@ -1253,7 +1253,7 @@ mod tests {
             error: error.map(str::to_owned),
         };
         r.postgres = Some(PgRun {
-            server: "started by the harness (scripts/postgres)".into(),
+            server: "started by the harness from scripts/postgres".into(),
             version: Some("15.8".into()),
             error: None,
             nodes: 3,

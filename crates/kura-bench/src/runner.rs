@@ -640,7 +640,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
 async fn run_postgres(opts: &BenchOptions, scenarios: &mut Vec<ScenarioResult>) -> PgRun {
     let mut run = PgRun {
         server: match &opts.pg_source {
-            PgSource::Script(s) => format!("started by the harness ({})", s.display()),
+            PgSource::Script(s) => format!("started by the harness from {}", s.display()),
             PgSource::Url(u) => pg::redact(u),
         },
         nodes: opts.pg_nodes,
