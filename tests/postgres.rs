@@ -901,3 +901,184 @@ fn a_standby_whose_invalidation_stream_drops_stops_serving_reads_until_it_follow
         "stale read after resubscribing"
     );
 }
+
+/// Waits until the replica at `replica` has replayed everything written on `primary` so far.
+fn wait_replayed(primary: &str, replica: &str) {
+    let lsn = query_text_blocking(primary, kura_postgres::testing::SYNC_POSITION_SQL)
+        .last()
+        .unwrap()[0]
+        .clone()
+        .unwrap();
+    wait_for(20, "the replica to replay the primary's writes", || {
+        let rows = query_text_blocking(
+            replica,
+            &format!("SELECT (pg_last_wal_replay_lsn() >= '{lsn}'::pg_lsn)::text"),
+        );
+        (rows[0][0].as_deref() == Some("true")).then_some(())
+    });
+}
+
+/// `read_connection_url`: a standby reads from a streaming replica made with pg_basebackup,
+/// and takes a write in only once the replica has replayed it.
+#[test]
+fn a_standby_reading_from_a_streaming_replica_waits_for_its_replay() {
+    let primary = kura_postgres::testing::start_server(false);
+    let replica = kura_postgres::testing::start_replica(&primary);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = [
+        NodeOpts {
+            url: &primary.url,
+            ha: true,
+            ..NodeOpts::default()
+        },
+        NodeOpts {
+            url: &primary.url,
+            read_url: Some(&replica.url),
+            ha: true,
+            ..NodeOpts::default()
+        },
+    ];
+    let (_nodes, servers, root) = ha_trio(dir.path(), &opts);
+    // The first node was unsealed first and took the lock.
+    assert_eq!(health(&servers[0].addr), 200);
+    let active = servers[0].addr.clone();
+    let standby = servers[1].addr.clone();
+    wait_read_serving(&standby, &root);
+    let idx = write_at(
+        &active,
+        "/v1/sys/mounts/secret",
+        &root,
+        &json!({"type": "kv", "options": {"version": "2"}}),
+    );
+    let idx = {
+        let (st, hdrs, b) = request(
+            &active,
+            "PUT",
+            "/v1/secret/data/r",
+            &root,
+            &[("X-Vault-Index", &idx)],
+            Some(&json!({"data": {"v": "one"}})),
+        );
+        assert_eq!(st, 200, "{b}");
+        index_of(&hdrs)
+    };
+    let (st, b) = read_local(&standby, "/v1/secret/data/r", &root, &idx);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "one");
+
+    // Replay paused on the replica: the standby cannot reach the next write's index.
+    query_text_blocking(&replica.url, "SELECT pg_wal_replay_pause()");
+    let idx2 = write_at(
+        &active,
+        "/v1/secret/data/r",
+        &root,
+        &json!({"data": {"v": "two"}}),
+    );
+    let (st, _, b) = request(
+        &standby,
+        "GET",
+        "/v1/secret/data/r",
+        &root,
+        &[
+            ("X-Vault-Index", &idx2),
+            ("X-Vault-Inconsistent", "fail"),
+            ("X-Vault-No-Request-Forwarding", "true"),
+        ],
+        None,
+    );
+    assert_eq!(
+        st, 412,
+        "the standby claimed an index its replica has not replayed: {b}"
+    );
+    // Without `fail`, the standby hands the read to the active node: current data.
+    let (st, _, b) = request(
+        &standby,
+        "GET",
+        "/v1/secret/data/r",
+        &root,
+        &[("X-Vault-Index", &idx2)],
+        None,
+    );
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "two");
+    // Replay resumes: the standby catches up and answers itself.
+    query_text_blocking(&replica.url, "SELECT pg_wal_replay_resume()");
+    let (st, b) = read_local(&standby, "/v1/secret/data/r", &root, &idx2);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "two");
+}
+
+/// A node configured on a replica stays a standby while the replica is read-only; once the
+/// operator promotes it (the old primary gone), that node becomes active with the data.
+#[test]
+fn a_node_on_a_promoted_replica_becomes_active() {
+    let primary = kura_postgres::testing::start_server(false);
+    let replica = kura_postgres::testing::start_replica(&primary);
+    let dir = tempfile::tempdir().unwrap();
+    let opts = [
+        NodeOpts {
+            url: &primary.url,
+            ha: true,
+            ..NodeOpts::default()
+        },
+        NodeOpts {
+            url: &replica.url,
+            ha: true,
+            ..NodeOpts::default()
+        },
+    ];
+    let nodes = [
+        node_with(dir.path(), "n0", &opts[0]),
+        node_with(dir.path(), "n1", &opts[1]),
+    ];
+    let first = start(&nodes[0]);
+    let (keys, root) = first.init_unseal(3, 2);
+    // The node on the replica sees the initialisation once the replica has replayed it.
+    wait_replayed(&primary.url, &replica.url);
+    let second = start(&nodes[1]);
+    second.unseal(&keys[..2]);
+    let mut servers = vec![first, second];
+    assert_eq!(health(&servers[0].addr), 200);
+    let standby = servers[1].addr.clone();
+    mount_kv(&servers[0], &root);
+    wait_read_serving(&standby, &root);
+    // A write sent to the node on the replica is forwarded to the active node.
+    let (st, hdrs, b) = request(
+        &standby,
+        "PUT",
+        "/v1/secret/data/kept",
+        &root,
+        &[],
+        Some(&json!({"data": {"v": "before promotion"}})),
+    );
+    assert_eq!(st, 200, "{b}");
+    let idx = index_of(&hdrs);
+    let (st, b) = read_local(&standby, "/v1/secret/data/kept", &root, &idx);
+    assert_eq!(st, 200, "{b}");
+
+    // The primary and its Kura node are gone; the operator promotes the replica.
+    servers.remove(0).kill9();
+    kura_postgres::testing::stop(&primary);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        health(&standby),
+        429,
+        "a node on a read-only replica became active"
+    );
+    kura_postgres::testing::promote(&replica);
+    wait_for(
+        20,
+        "the node on the promoted replica to become active",
+        || (health(&standby) == 200).then_some(()),
+    );
+    let (st, b) = servers[0].call("GET", "/v1/secret/data/kept", &root, None);
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["data"]["v"], "before promotion");
+    let (st, b) = servers[0].call(
+        "PUT",
+        "/v1/secret/data/kept",
+        &root,
+        Some(&json!({"data": {"v": "after promotion"}})),
+    );
+    assert_eq!(st, 200, "{b}");
+}

@@ -68,27 +68,32 @@
 //! ```sql
 //! SELECT 1 FROM openbao_ha_locks
 //!  WHERE ha_key = 'core/lock' AND ha_identity = $me AND valid_until > clock_timestamp()
-//!  FOR SHARE
+//!  FOR KEY SHARE
 //! ```
 //!
 //! in the same transaction as its writes, and rolls back with [`StorageError::NotLeader`] when
 //! no row comes back. Why this is safe:
 //!
-//! - Another node can only take the lock by updating that row, which needs a row lock that
-//!   conflicts with `FOR SHARE`. So while a write transaction of the holder is open, nobody can
+//! - Another node can only take the lock by updating that row with an `INSERT ... ON CONFLICT
+//!   DO UPDATE` that assigns the key column, which takes the row's `FOR UPDATE` lock, the one
+//!   lock that conflicts with `FOR KEY SHARE`. (Releasing deletes the row: `FOR UPDATE` too.)
+//!   So while a write transaction of the holder is open, nobody can
 //!   take the lock; the takeover is serialised after the holder's commit (or abort). Every write
 //!   the old holder commits therefore precedes the new holder's acquisition, and the new holder,
 //!   which reads only after acquiring, sees it.
 //! - A write transaction that starts after the takeover sees the new identity (each statement of
-//!   a READ COMMITTED transaction reads the latest committed row, and `FOR SHARE` re-checks the
-//!   newest version of a row it had to wait for), returns no row, and rolls back: nothing lands.
+//!   a READ COMMITTED transaction reads the latest committed row, and `FOR KEY SHARE`
+//!   re-checks the newest version of a row it had to wait for), returns no row, and rolls back:
+//!   nothing lands.
 //! - A node paused *inside* a write transaction would block the takeover for as long as it is
 //!   paused, so every pooled connection sets `idle_in_transaction_session_timeout` (1 s): the
 //!   server ends such a session, rolling back its transaction and freeing the row; the resumed
 //!   node's commit then fails. The lock connection sets `lock_timeout`, so an acquisition attempt
 //!   never waits long behind a stalled writer: it fails and is retried.
-//! - The holder's own renewal also conflicts with its in-flight writes for a moment; that only
-//!   orders them.
+//! - The holder's own renewal updates only `valid_until`, which takes the weaker `FOR NO KEY
+//!   UPDATE` lock; it does not conflict with `FOR KEY SHARE`, so renewals never wait for the
+//!   holder's writes. (With `FOR SHARE` they did: under a steady stream of overlapping writes
+//!   the row was never free, renewals timed out, and the active node lost its lock.)
 //!
 //! A node that has not yet started to compete for the lock (a sealed node being initialised)
 //! writes unfenced, as every OpenBao node always does; from its first `acquire` on, writes
@@ -98,13 +103,13 @@
 //!
 //! The database tells a standby nothing about the active node's writes, so the active node
 //! tells it over the cluster port. Every successful commit learns its WAL position in the same
-//! message as its `COMMIT` (`COMMIT; SELECT pg_current_wal_insert_lsn()`), and is published,
+//! message as its `COMMIT` (`COMMIT; SELECT pg_current_wal_flush_lsn()`), and is published,
 //! in one critical section, as a [`StreamBatch`] `{index, lsn, keys}` to
 //! [`PostgresBackend::subscribe_commits`] receivers (which the cluster plane forwards to
 //! standbys) and as a [`WriteBatch`] on this node's own [`WriteNotifier`]; the [`Indexed`]
 //! applied index follows. The index is `max(previous index + 1, lsn)`: strictly increasing in
 //! publication order (commits on different connections can finish out of LSN order, and two
-//! of them may read the same insert position), and never below the LSN, so indexes keep
+//! of them may read the same flush position), and never below the LSN, so indexes keep
 //! growing across a change of active node.
 //!
 //! A standby takes batches in with [`PostgresBackend::apply_remote`], which waits until the
@@ -344,7 +349,7 @@ pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
 pub struct StreamBatch {
     /// The batch's stream index: strictly increasing in publication order, at least `lsn`.
     pub index: u64,
-    /// A WAL position at or past the commit's record (`pg_current_wal_insert_lsn()` read just
+    /// A WAL position at or past the commit's record (`pg_current_wal_flush_lsn()` read just
     /// after the commit): a replica that has replayed it shows the writes.
     pub lsn: u64,
     /// The keys written or deleted, in the transaction's order.
@@ -472,15 +477,14 @@ impl PostgresBackend {
         }
     }
 
-    /// The database's current WAL insert position (`pg_current_wal_insert_lsn()`) as a number:
-    /// read after a commit, a position at or past that commit's record, so a replica that has
-    /// replayed up to it shows the write. (`pg_current_wal_lsn()`, the write position, can lag
-    /// behind a commit made with `synchronous_commit = off`.) Fails on a read replica.
+    /// The database's current WAL flush position (`pg_current_wal_flush_lsn()`) as a number:
+    /// at or past every commit this node's writes made (they are committed with a flush, see
+    /// [`COMMIT_AND_POSITION`]), and on disk, so a replica reaches it. Fails on a read replica.
     pub async fn current_wal_lsn(&self) -> Result<u64> {
         let conn = self.inner.pool.get().await?;
         let row = conn
             .client()
-            .query_one("SELECT pg_current_wal_insert_lsn()::text", &[])
+            .query_one("SELECT pg_current_wal_flush_lsn()::text", &[])
             .await
             .map_err(db_err)?;
         parse_lsn(row.get::<_, &str>(0))
@@ -700,12 +704,10 @@ impl PostgresBackend {
             }
             return Err(e);
         }
-        let lsn = match client
-            .simple_query("COMMIT; SELECT pg_current_wal_insert_lsn()::text")
-            .await
-        {
+        let lsn = match client.simple_query(COMMIT_AND_POSITION).await {
             Ok(msgs) => msgs
                 .iter()
+                .rev()
                 .find_map(|m| match m {
                     tokio_postgres::SimpleQueryMessage::Row(r) => r.get(0).map(parse_lsn),
                     _ => None,
@@ -741,6 +743,20 @@ impl PostgresBackend {
         }
     }
 }
+
+/// Ends a write transaction and reads its WAL position, in one message.
+///
+/// The position is the WAL *flush* position read just after the commit. A commit made with
+/// `synchronous_commit` other than `off` returns only once the WAL is flushed past its record,
+/// so the flush position is at or past it; and it is WAL that exists on disk, which a replica
+/// receives. (The insert position, `pg_current_wal_insert_lsn()`, can point past records that
+/// nothing flushes on an idle server, or past a page header; a replica may never reach it.)
+/// With `synchronous_commit = off` on the server, this transaction alone is committed with
+/// `local` instead, so that the position covers it; stronger settings are left as they are.
+const COMMIT_AND_POSITION: &str = "SELECT set_config('synchronous_commit', 'local', true) \
+     WHERE current_setting('synchronous_commit') = 'off'; \
+     COMMIT; \
+     SELECT pg_current_wal_flush_lsn()::text";
 
 /// Formats a WAL position as PostgreSQL does (`X/Y`).
 pub fn format_lsn(lsn: u64) -> String {

@@ -46,11 +46,13 @@ impl Sql {
             ),
             fence: format!(
                 "SELECT 1 FROM {ha} WHERE ha_key = $1 AND ha_identity = $2 \
-                 AND valid_until > clock_timestamp() FOR SHARE"
+                 AND valid_until > clock_timestamp() FOR KEY SHARE"
             ),
             holder: format!("SELECT ha_value FROM {ha} WHERE now() <= valid_until AND ha_key = $1"),
             // $1 identity, $2 key, $3 value, $4 ttl in milliseconds. Insert, or take over an
-            // expired lock (a fresh identity per acquisition: never "or mine").
+            // expired lock (a fresh identity per acquisition: never "or mine"). Assigning
+            // ha_key makes the takeover lock the row FOR UPDATE, the lock that waits for the
+            // holder's fenced writes (FOR KEY SHARE): keep it in the SET list.
             acquire: format!(
                 "INSERT INTO {ha} AS t (ha_identity, ha_key, ha_value, valid_until) \
                  VALUES ($1, $2, $3, now() + $4 * INTERVAL '1 millisecond') \

@@ -124,6 +124,11 @@ pub fn promote(replica: &StartedServer) {
     run_script(&["promote".as_ref(), replica.dir.as_os_str()]);
 }
 
+/// Stops a server started by [`start_server`] or [`start_replica`] (`pg_ctl stop -m fast`).
+pub fn stop(server: &StartedServer) {
+    run_script(&["stop".as_ref(), server.dir.as_os_str()]);
+}
+
 /// `url` with its database name replaced by `db`.
 pub fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {
@@ -222,6 +227,13 @@ pub async fn query_text(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {
         })
         .collect()
 }
+
+/// SQL returning a WAL position a replica will reach that covers every commit made so far on
+/// the primary: a transaction that writes WAL (a logical message; one that writes none is
+/// committed without a flush), committed with a flush, then the flush position.
+pub const SYNC_POSITION_SQL: &str = "BEGIN; SET LOCAL synchronous_commit = local; \
+     SELECT pg_logical_emit_message(true, 'kura-test', 'sync'); COMMIT; \
+     SELECT pg_current_wal_flush_lsn()::text";
 
 /// [`query_text`] for synchronous tests.
 pub fn query_text_blocking(url: &str, sql: &str) -> Vec<Vec<Option<String>>> {

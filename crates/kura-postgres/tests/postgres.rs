@@ -347,24 +347,41 @@ async fn fencing_stops_a_holder_whose_lock_expired() {
     assert_eq!(rows[0][0].as_deref(), Some("0"));
 }
 
-#[tokio::test]
-async fn a_takeover_waits_for_the_holders_open_write() {
-    let url = fresh_database("fence_order").await;
-    let a = backend(&url, true).await;
-    let la = a.lock().unwrap();
-    let _ga = la.acquire(b"a".to_vec()).await.unwrap();
-    let identity = la.identity().unwrap();
-    // An open transaction holding the fence row, as A's write does between its fence check and
-    // its commit (made by hand so that it stays open, here past the lock's lifetime).
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+/// An open transaction holding the fence row, as a holder's write does between its fence
+/// check and its commit (made by hand so that it stays open as long as the test wants).
+async fn open_fenced_write(url: &str, identity: &str) -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
     client
         .batch_execute(&format!(
-            "BEGIN; SELECT 1 FROM openbao_ha_locks WHERE ha_identity = '{identity}' FOR SHARE"
+            "BEGIN; SELECT 1 FROM openbao_ha_locks WHERE ha_identity = '{identity}' FOR KEY SHARE"
         ))
         .await
+        .unwrap();
+    client
+}
+
+#[tokio::test]
+async fn a_takeover_waits_for_the_holders_open_write() {
+    let url = fresh_database("fence_order").await;
+    let a = backend(&url, true).await;
+    let la = a.lock().unwrap();
+    let ga = la.acquire(b"a".to_vec()).await.unwrap();
+    let identity = la.identity().unwrap();
+    let client = open_fenced_write(&url, &identity).await;
+    // A's lock expires (as if A had stopped renewing): an update of valid_until alone does
+    // not wait for the open write.
+    query_text(
+        &url,
+        "UPDATE openbao_ha_locks SET valid_until = now() - interval '1 second'",
+    )
+    .await;
+    let mut lost = ga.lost.clone();
+    tokio::time::timeout(Duration::from_secs(3), lost.wait_for(|l| *l))
+        .await
+        .expect("A did not notice that its lock expired")
         .unwrap();
     let b = backend(&url, true).await;
     let lb = b.ha_lock().unwrap();
@@ -372,9 +389,9 @@ async fn a_takeover_waits_for_the_holders_open_write() {
         let lb = lb.clone();
         tokio::spawn(async move { lb.acquire(b"b".to_vec()).await })
     };
-    // The lock's lifetime passes, but while the write is open nobody can take over: a write of
-    // the old holder can never commit after a new holder took the lock.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The lock is free, but while the write is open nobody can take over: a write of the old
+    // holder can never commit after a new holder took the lock.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         !waiting.is_finished(),
         "taken over under an open fenced write"
@@ -389,6 +406,43 @@ async fn a_takeover_waits_for_the_holders_open_write() {
         a.put("k", b"a".to_vec()).await,
         Err(StorageError::NotLeader)
     );
+}
+
+#[tokio::test]
+async fn renewals_do_not_wait_for_the_holders_open_writes() {
+    let url = fresh_database("renew_under_writes").await;
+    let a = backend_with(
+        &url,
+        LockTiming {
+            ttl: Duration::from_millis(800),
+            renew_interval: Duration::from_millis(150),
+            retry_interval: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let la = a.lock().unwrap();
+    let ga = la.acquire(b"a".to_vec()).await.unwrap();
+    let identity = la.identity().unwrap();
+    // Writes overlapping without a gap, for three times the lock's lifetime: the row is never
+    // free of fence locks, yet the holder keeps its lock.
+    let first = open_fenced_write(&url, &identity).await;
+    let deadline = Instant::now() + Duration::from_millis(2400);
+    let mut open = Some(first);
+    while Instant::now() < deadline {
+        let next = open_fenced_write(&url, &identity).await;
+        if let Some(prev) = open.replace(next) {
+            prev.batch_execute("COMMIT").await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !*ga.lost.borrow(),
+        "the lock was lost under a stream of writes"
+    );
+    a.put("k", b"still the holder".to_vec()).await.unwrap();
+    if let Some(c) = open {
+        c.batch_execute("COMMIT").await.unwrap();
+    }
 }
 
 #[tokio::test]

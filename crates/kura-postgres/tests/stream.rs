@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use kura_postgres::testing::{
     create_database, fresh_database, promote, query_text, start_replica, start_server,
-    StartedServer,
+    StartedServer, SYNC_POSITION_SQL,
 };
 use kura_postgres::{LockTiming, PostgresBackend, PostgresOptions, StreamBatch, StreamPosition};
 use kura_storage::{Backend, HaLock, StorageError, TxnOp, WriteBatch};
@@ -305,7 +305,7 @@ async fn replicated_database(hint: &str) -> (StartedServer, StartedServer, Strin
     let mut o = PostgresOptions::new(&url);
     o.ha_enabled = true;
     drop(PostgresBackend::connect(o).await.expect("connect"));
-    let lsn = query_text(&url, "SELECT pg_current_wal_insert_lsn()::text").await[0][0]
+    let lsn = query_text(&url, SYNC_POSITION_SQL).await.last().unwrap()[0]
         .clone()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -430,7 +430,10 @@ async fn a_node_on_a_replica_takes_the_lock_once_the_replica_is_promoted() {
          VALUES ('core/lock', 'old', 'old-node', now() + interval '700 milliseconds')",
     )
     .await;
-    let lsn = query_text(&primary_url, "SELECT pg_current_wal_insert_lsn()::text").await[0][0]
+    let lsn = query_text(&primary_url, SYNC_POSITION_SQL)
+        .await
+        .last()
+        .unwrap()[0]
         .clone()
         .unwrap();
 
