@@ -80,7 +80,9 @@ struct RunArgs {
     failovers: usize,
     /// Scenarios on PostgreSQL storage: names (`kura-bench list`), `default`, `all` or `none`.
     /// Each target's nodes share one fresh database (`bench_bao`, `bench_kura`) on one
-    /// PostgreSQL server; the load goes to the active node.
+    /// PostgreSQL server; the load goes to the active node, except for `pg_kvv2_read_standbys`
+    /// (the standbys only) and `pg_kvv2_read_spread` (every node), which bring `pg_kvv2_read`
+    /// along as their baseline.
     #[arg(long, default_value = "none")]
     pg_scenarios: String,
     /// Failover measurements (kill -9 of the active node, until a write is accepted) per target
@@ -348,9 +350,14 @@ fn main() -> ExitCode {
                 }
                 for s in PG_SCENARIOS {
                     println!(
-                        "{:<20} {} (--pg-scenarios){}",
+                        "{:<20} {} (--pg-scenarios{}){}",
                         s.name,
                         s.description,
+                        if s.placement == Placement::Active {
+                            ""
+                        } else {
+                            ", --pg-nodes 2 or more"
+                        },
                         if s.default { "" } else { " (not in default)" }
                     );
                 }
@@ -382,7 +389,24 @@ mod tests {
                 .collect::<Vec<_>>()
         };
         assert!(names("none").is_empty());
-        assert_eq!(names("default"), ["pg_kvv2_read", "pg_kvv2_write"]);
+        assert_eq!(
+            names("default"),
+            [
+                "pg_kvv2_read",
+                "pg_kvv2_read_standbys",
+                "pg_kvv2_read_spread",
+                "pg_kvv2_write"
+            ]
+        );
+        // Load elsewhere than on the active node brings the baseline along, first.
+        assert_eq!(
+            names("pg_kvv2_read_standbys"),
+            ["pg_kvv2_read", "pg_kvv2_read_standbys"]
+        );
+        assert_eq!(
+            names("pg_kvv2_read_spread,pg_kvv2_read"),
+            ["pg_kvv2_read_spread", "pg_kvv2_read"]
+        );
         assert_eq!(names("pg_kvv2_write"), ["pg_kvv2_write"]);
         assert_eq!(
             names(" pg_kvv2_write , pg_kvv2_read"),

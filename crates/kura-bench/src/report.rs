@@ -47,15 +47,52 @@ fn ratio_text(s: &ScenarioResult) -> String {
     s.ratio().map_or("–".into(), |r| format!("{r:.2}×"))
 }
 
-/// The cluster scenario named `name`, if it ran.
-fn cluster_scenario<'a>(r: &'a BenchResults, name: &str) -> Option<&'a ScenarioResult> {
-    r.scenarios
-        .iter()
-        .find(|s| s.name == name && s.topology == "cluster3")
+/// The KV v2 read scenarios on one storage that the standby figures compare: the same load on
+/// the active node, on the standbys only and spread over every node.
+struct ReadFamily {
+    /// Topology the three scenarios ran in.
+    topology: &'static str,
+    /// Storage name for the terminal (`raft`, `postgres`).
+    storage: &'static str,
+    /// Heading of its section in `BENCHMARKS.md`.
+    heading: &'static str,
+    /// Load on the active node (the baseline).
+    active: &'static str,
+    /// Load on the standbys only.
+    standbys: &'static str,
+    /// Load spread over every node.
+    spread: &'static str,
 }
 
-/// Standby read figures of one target: KV v2 reads on the active node, on the two standbys and
-/// spread over all three.
+/// KV v2 reads on the 3-node raft cluster.
+const RAFT_READS: ReadFamily = ReadFamily {
+    topology: "cluster3",
+    storage: "raft",
+    heading: "KV v2 reads on standbys",
+    active: "kvv2_read",
+    standbys: "kvv2_read_standbys",
+    spread: "kvv2_read_spread",
+};
+
+/// KV v2 reads on nodes sharing one PostgreSQL database.
+const PG_READS: ReadFamily = ReadFamily {
+    topology: PG_TOPOLOGY,
+    storage: "postgres",
+    heading: "KV v2 reads on PostgreSQL standbys",
+    active: "pg_kvv2_read",
+    standbys: "pg_kvv2_read_standbys",
+    spread: "pg_kvv2_read_spread",
+};
+
+/// The scenario named `name` in `topology`, if it ran.
+fn scenario_in<'a>(r: &'a BenchResults, topology: &str, name: &str) -> Option<&'a ScenarioResult> {
+    r.scenarios
+        .iter()
+        .find(|s| s.name == name && s.topology == topology)
+}
+
+/// Standby read figures of one target: KV v2 reads on the active node, on the standbys and
+/// spread over every node.
 struct StandbyReads {
     kind: TargetKind,
     active_rps: Option<f64>,
@@ -66,10 +103,10 @@ struct StandbyReads {
 }
 
 impl StandbyReads {
-    fn of(r: &BenchResults, kind: TargetKind) -> Self {
-        let base = cluster_scenario(r, "kvv2_read");
-        let standbys = cluster_scenario(r, "kvv2_read_standbys");
-        let spread = cluster_scenario(r, "kvv2_read_spread");
+    fn of(r: &BenchResults, family: &ReadFamily, kind: TargetKind) -> Self {
+        let base = scenario_in(r, family.topology, family.active);
+        let standbys = scenario_in(r, family.topology, family.standbys);
+        let spread = scenario_in(r, family.topology, family.spread);
         Self {
             kind,
             active_rps: base.and_then(|s| s.throughput(kind)),
@@ -107,10 +144,11 @@ fn opt<T>(v: Option<T>, f: impl Fn(T) -> String) -> String {
     v.map_or_else(|| "–".into(), f)
 }
 
-fn any_standby_scenario(r: &BenchResults) -> bool {
+/// Whether a scenario of `topology` sent its load elsewhere than to the active node.
+fn any_standby_scenario(r: &BenchResults, topology: &str) -> bool {
     r.scenarios
         .iter()
-        .any(|s| s.topology == "cluster3" && s.placement != "active")
+        .any(|s| s.topology == topology && s.placement != "active")
 }
 
 /// Kura's p50 lag over bao's for the same measurement.
@@ -234,13 +272,18 @@ pub fn terminal_table(r: &BenchResults) -> String {
                 .unwrap_or_default()
         );
     }
-    if any_standby_scenario(r) {
+    for family in [&RAFT_READS, &PG_READS] {
+        if !any_standby_scenario(r, family.topology) {
+            continue;
+        }
         for kind in SERVERS {
-            let sr = StandbyReads::of(r, kind);
+            let sr = StandbyReads::of(r, family, kind);
             let _ = writeln!(
                 out,
-                "standby reads {:<5} active node CPU s/1k: load on active {}, load on standbys {} \
-                 (ratio {}); spread over 3 nodes {} req/s vs active only {} req/s ({})",
+                "standby reads {:<8} {:<5} active node CPU s/1k: load on active {}, load on \
+                 standbys {} (ratio {}); spread over all nodes {} req/s vs active only {} req/s \
+                 ({})",
+                family.storage,
                 kind.name(),
                 opt(sr.active_cpu, sig3),
                 opt(sr.standbys_active_cpu, sig3),
@@ -271,30 +314,30 @@ pub fn terminal_table(r: &BenchResults) -> String {
     out
 }
 
-/// The standby-read section: the active node's CPU with the load on the standbys, and spread
-/// throughput, per target.
-fn standby_section(out: &mut String, r: &BenchResults) {
+/// The standby-read section of `family`: the active node's CPU with the load on the standbys,
+/// and spread throughput, per target; `nodes` is the number of nodes per target.
+fn standby_section(out: &mut String, r: &BenchResults, family: &ReadFamily, nodes: usize) {
+    let _ = writeln!(out, "### {}\n", family.heading);
+    let standbys = match nodes.saturating_sub(1) {
+        2 => "the two standbys".to_owned(),
+        n => format!("the {n} standbys"),
+    };
     let _ = writeln!(
         out,
-        "### KV v2 reads on standbys
-"
-    );
-    let _ = writeln!(
-        out,
-        "The same KV v2 read load sent to the active node only (`kvv2_read`), to the two \
-         standbys only (`kvv2_read_standbys`) and spread evenly over all three nodes \
-         (`kvv2_read_spread`). \"active CPU\" is the active node's CPU seconds per 1,000 \
-         successful requests in each case; a standby that serves reads itself leaves the active \
-         node idle, one that forwards makes it do the work.\n"
+        "The same KV v2 read load sent to the active node only (`{}`), to {standbys} only \
+         (`{}`) and spread evenly over all {nodes} nodes (`{}`). \"active CPU\" is the active \
+         node's CPU seconds per 1,000 successful requests in each case; a standby that serves \
+         reads itself leaves the active node idle, one that forwards makes it do the work.\n",
+        family.active, family.standbys, family.spread
     );
     let _ = writeln!(
         out,
         "| target | on active: req/s | active CPU s/1k | on standbys: req/s | active CPU s/1k | \
-         active CPU, standbys / active | spread over 3: req/s | spread / active only |"
+         active CPU, standbys / active | spread over {nodes}: req/s | spread / active only |"
     );
     let _ = writeln!(out, "|---|--:|--:|--:|--:|--:|--:|--:|");
     for kind in SERVERS {
-        let sr = StandbyReads::of(r, kind);
+        let sr = StandbyReads::of(r, family, kind);
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -555,7 +598,9 @@ fn pg_section(out: &mut String, r: &BenchResults, pg: &PgRun) {
          (`bench_bao`, `bench_kura`) that its {} nodes share through `storage \"postgresql\" \
          {{ connection_url = \"…\", ha_enabled = \"true\" }}` — the node holding the lock \
          in the database is active, the others are standbys. The load goes to the active node \
-         unless the name says otherwise; CPU and memory columns list the target's nodes in \
+         unless the name says otherwise (`_standbys`: the standbys only; `_spread`: every \
+         node, connections split evenly); requests are not redirected, so a 307 or any other \
+         non-2xx answer counts as an error. CPU and memory columns list the target's nodes in \
          order (node1 / node2 / …), not the database server.\n",
         pg.version.as_deref().unwrap_or("(version unknown)"),
         pg.server,
@@ -580,6 +625,9 @@ fn pg_section(out: &mut String, r: &BenchResults, pg: &PgRun) {
         let _ = writeln!(out, "- {}: {state}", t.kind.name());
     }
     let _ = writeln!(out);
+    if any_standby_scenario(r, PG_READS.topology) {
+        standby_section(out, r, &PG_READS, pg.nodes);
+    }
     if !pg.failover.is_empty() {
         let _ = writeln!(
             out,
@@ -787,8 +835,8 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
             let _ = writeln!(out, "- {}: {state}", t.kind.name());
         }
         let _ = writeln!(out);
-        if any_standby_scenario(r) {
-            standby_section(&mut out, r);
+        if any_standby_scenario(r, RAFT_READS.topology) {
+            standby_section(&mut out, r, &RAFT_READS, 3);
         }
     }
     if !r.lags.is_empty() {
@@ -1296,6 +1344,70 @@ mod tests {
             md.contains("Not run: `scripts/postgres start failed`"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn postgres_standby_section() {
+        let mut r = sample();
+        let cpu_ran = |t: f64, cpu: Vec<f64>| {
+            let mut o = sample().scenarios[0].targets[&TargetKind::Bao].clone();
+            if let Outcome::Ran { summary, .. } = &mut o {
+                summary.throughput = t;
+                summary.cpu_s_per_1k = cpu;
+            }
+            o
+        };
+        r.postgres = Some(PgRun {
+            server: "started by the harness from scripts/postgres".into(),
+            version: Some("15.8".into()),
+            error: None,
+            nodes: 3,
+            targets: r.targets.clone(),
+            failover: Vec::new(),
+        });
+        // No standby scenario on PostgreSQL: no section, even with raft ones.
+        let md = markdown(&r, "x.svg");
+        assert!(!md.contains("PostgreSQL standbys"), "{md}");
+        for (name, placement, t, cpu) in [
+            ("pg_kvv2_read", "active", 800.0, vec![0.02, 0.4, 0.02]),
+            (
+                "pg_kvv2_read_standbys",
+                "standbys",
+                1200.0,
+                vec![0.3, 0.04, 0.3],
+            ),
+            ("pg_kvv2_read_spread", "all", 2000.0, vec![0.2, 0.2, 0.2]),
+        ] {
+            r.scenarios.push(ScenarioResult {
+                name: name.into(),
+                description: String::new(),
+                topology: PG_TOPOLOGY.into(),
+                targets: BTreeMap::from([(TargetKind::Kura, cpu_ran(t, cpu))]),
+                placement: placement.into(),
+                active_node: BTreeMap::from([(TargetKind::Kura, 1)]),
+                notes: Vec::new(),
+            });
+        }
+        let md = markdown(&r, "x.svg");
+        assert!(
+            md.contains("### KV v2 reads on PostgreSQL standbys"),
+            "{md}"
+        );
+        assert!(md.contains("(`pg_kvv2_read_standbys`)"), "{md}");
+        assert!(
+            md.contains("| kura | 800 | 0.400 | 1200 | 0.0400 | 0.100 | 2000 | 2.50× |"),
+            "{md}"
+        );
+        // The section sits in the PostgreSQL part, and the raft one is not drawn.
+        let pg_at = md.find("## PostgreSQL storage").unwrap();
+        assert!(md.find("### KV v2 reads on PostgreSQL standbys").unwrap() > pg_at);
+        assert!(!md.contains("### KV v2 reads on standbys\n"), "{md}");
+        let t = terminal_table(&r);
+        assert!(
+            t.contains("standby reads postgres kura  active node CPU s/1k: load on active 0.400"),
+            "{t}"
+        );
+        assert!(!t.contains("standby reads raft"), "{t}");
     }
 
     #[test]

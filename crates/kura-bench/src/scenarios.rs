@@ -208,8 +208,8 @@ pub fn find(name: &str) -> Option<&'static Scenario> {
 
 /// Scenarios run on nodes sharing one PostgreSQL database (`--pg-scenarios`), in the order they
 /// run. The same setups and request generators as their raft counterparts; the first row is
-/// the baseline that rows with other placements are compared with. A scenario with the load
-/// on the standbys (`pg_kvv2_read_standbys`, [`Placement::Standbys`]) is one more row.
+/// the baseline that rows with other placements (the load on the standbys only, or spread over
+/// every node) are compared with. Those need at least two nodes per target (`--pg-nodes`).
 pub static PG_SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "pg_kvv2_read",
@@ -218,6 +218,23 @@ pub static PG_SCENARIOS: &[Scenario] = &[
         with_ceiling: false,
         default: true,
         placement: Placement::Active,
+    },
+    Scenario {
+        name: "pg_kvv2_read_standbys",
+        description: "GET of one of 1,000 KV v2 secrets, on PostgreSQL, load on the standbys only",
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-standbys")),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::Standbys,
+    },
+    Scenario {
+        name: "pg_kvv2_read_spread",
+        description: "GET of one of 1,000 KV v2 secrets, on PostgreSQL, load spread over \
+                      every node",
+        setup: |ctx| Box::pin(setup_kv_read(ctx, 2, "bench-kv2-spread")),
+        with_ceiling: false,
+        default: true,
+        placement: Placement::AllNodes,
     },
     Scenario {
         name: "pg_kvv2_write",
@@ -560,6 +577,16 @@ mod tests {
         }
         assert_eq!(PG_SCENARIOS[0].placement, Placement::Active);
         assert!(find_pg("kvv2_read").is_none());
+        // The standby rows read what the raft ones read, on PostgreSQL.
+        for (pg, raft) in [
+            ("pg_kvv2_read_standbys", "kvv2_read_standbys"),
+            ("pg_kvv2_read_spread", "kvv2_read_spread"),
+        ] {
+            assert_eq!(
+                find_pg(pg).unwrap().placement,
+                find(raft).unwrap().placement
+            );
+        }
     }
 
     #[test]
