@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -107,37 +105,7 @@ fn request(
     headers: &[(&str, &str)],
     body: Option<&Value>,
 ) -> (u16, Value) {
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    if !token.is_empty() {
-        head.push_str(&format!("X-Vault-Token: {token}\r\n"));
-    }
-    for (n, v) in headers {
-        head.push_str(&format!("{n}: {v}\r\n"));
-    }
-    head.push_str("\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body.as_bytes()).unwrap();
-    let mut buf = Vec::new();
-    let _ = s.read_to_end(&mut buf);
-    let end = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("response head");
-    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
-    let status: u16 = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let payload = &buf[end + 4..];
-    let json = if payload.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(payload)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(payload).into_owned()))
-    };
+    let (status, _, json) = common::request(addr, method, path, token, headers, body);
     (status, json)
 }
 

@@ -269,6 +269,27 @@ impl RaftPlane {
     }
 }
 
+/// A new cluster identity, serialized.
+pub fn generate_identity() -> Result<IdentityBytes, ClusterPlaneError> {
+    Ok(ClusterIdentity::generate()
+        .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?
+        .to_bytes())
+}
+
+/// Makes `identity` (serialized) the one `tls` presents and trusts; `true` when it changed
+/// (connections made with the old one should then be dropped).
+pub fn install_identity(tls: &ClusterTls, identity: &[u8]) -> Result<bool, ClusterPlaneError> {
+    let id = ClusterIdentity::from_bytes(identity)
+        .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
+    if id.fingerprint() == tls.identity().fingerprint() {
+        return Ok(false);
+    }
+    tls.set_identity(id, Vec::new())
+        .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
+    tracing::info!("cluster identity installed");
+    Ok(true)
+}
+
 /// Request forwarding to the active node: frames over kept `kura-forward/1` connections
 /// (redialled when the identity changes).
 pub struct Forwarder {
@@ -365,23 +386,14 @@ impl ClusterPlane for RaftPlane {
     }
 
     fn generate_identity(&self) -> Result<IdentityBytes, ClusterPlaneError> {
-        Ok(ClusterIdentity::generate()
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?
-            .to_bytes())
+        generate_identity()
     }
 
     fn install_identity(&self, identity: &[u8]) -> Result<(), ClusterPlaneError> {
-        let id = ClusterIdentity::from_bytes(identity)
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
-        if id.fingerprint() == self.tls.identity().fingerprint() {
-            return Ok(());
+        if install_identity(&self.tls, identity)? {
+            self.node.transport().clear_pool();
+            self.forwarder.clear();
         }
-        self.tls
-            .set_identity(id, Vec::new())
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
-        self.node.transport().clear_pool();
-        self.forwarder.clear();
-        tracing::info!("cluster identity installed");
         Ok(())
     }
 

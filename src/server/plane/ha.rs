@@ -129,22 +129,13 @@ impl ClusterPlane for HaPlane {
     }
 
     fn generate_identity(&self) -> Result<IdentityBytes, ClusterPlaneError> {
-        Ok(ClusterIdentity::generate()
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?
-            .to_bytes())
+        super::generate_identity()
     }
 
     fn install_identity(&self, identity: &[u8]) -> Result<(), ClusterPlaneError> {
-        let id = ClusterIdentity::from_bytes(identity)
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
-        if id.fingerprint() == self.tls.identity().fingerprint() {
-            return Ok(());
+        if super::install_identity(&self.tls, identity)? {
+            self.forwarder.clear();
         }
-        self.tls
-            .set_identity(id, Vec::new())
-            .map_err(|e| ClusterPlaneError::Identity(e.to_string()))?;
-        self.forwarder.clear();
-        tracing::info!("cluster identity installed");
         Ok(())
     }
 
