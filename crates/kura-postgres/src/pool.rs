@@ -52,13 +52,17 @@ impl Sql {
             // $1 identity, $2 key, $3 value, $4 ttl in milliseconds. Insert, or take over an
             // expired lock (a fresh identity per acquisition: never "or mine"). Assigning
             // ha_key makes the takeover lock the row FOR UPDATE, the lock that waits for the
-            // holder's fenced writes (FOR KEY SHARE): keep it in the SET list.
+            // holder's fenced writes (FOR KEY SHARE): keep it in the SET list. While the lock
+            // is valid, the NOT EXISTS makes the statement insert nothing, so it never reaches
+            // the conflicting row: a standby's attempt does not queue for the row lock (where
+            // every later write of the holder would queue behind it).
             acquire: format!(
                 "INSERT INTO {ha} AS t (ha_identity, ha_key, ha_value, valid_until) \
-                 VALUES ($1, $2, $3, now() + $4 * INTERVAL '1 millisecond') \
+                 SELECT $1::text, $2::text, $3::text, now() + $4::float8 * INTERVAL '1 millisecond' \
+                 WHERE NOT EXISTS (SELECT 1 FROM {ha} WHERE ha_key = $2::text AND valid_until >= now()) \
                  ON CONFLICT (ha_key) DO UPDATE SET (ha_identity, ha_key, ha_value, valid_until) \
-                 = ($1, $2, $3, now() + $4 * INTERVAL '1 millisecond') \
-                 WHERE t.valid_until < now() AND t.ha_key = $2"
+                 = ($1::text, $2::text, $3::text, now() + $4::float8 * INTERVAL '1 millisecond') \
+                 WHERE t.valid_until < now() AND t.ha_key = $2::text"
             ),
             // $1 identity, $2 key, $3 ttl in milliseconds: only a lock still held is extended.
             renew: format!(

@@ -409,6 +409,48 @@ async fn a_takeover_waits_for_the_holders_open_write() {
 }
 
 #[tokio::test]
+async fn a_standby_trying_for_a_held_lock_never_waits_for_the_row() {
+    let url = fresh_database("standby_attempts").await;
+    let a = backend(&url, true).await;
+    let la = a.lock().unwrap();
+    let _ga = la.acquire(b"a".to_vec()).await.unwrap();
+    let identity = la.identity().unwrap();
+    let b = backend_with(
+        &url,
+        LockTiming {
+            ttl: Duration::from_millis(1500),
+            renew_interval: Duration::from_millis(300),
+            retry_interval: Duration::from_millis(20),
+        },
+    )
+    .await;
+    let lb = b.ha_lock().unwrap();
+    let trying = tokio::spawn(async move { lb.acquire(b"b".to_vec()).await });
+    // A write of the holder stays open while the standby keeps trying: an attempt at a lock
+    // that is still valid must not queue for the row (it would wait up to its lock timeout,
+    // holding a connection, every time).
+    let write = open_fenced_write(&url, &identity).await;
+    let mut waits = 0;
+    for _ in 0..40 {
+        let rows = query_text(
+            &url,
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND wait_event_type = 'Lock' \
+             AND query LIKE 'INSERT INTO%'",
+        )
+        .await;
+        if rows[0][0].as_deref() != Some("0") {
+            waits += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    write.batch_execute("COMMIT").await.unwrap();
+    assert!(!trying.is_finished(), "the standby took a held lock");
+    trying.abort();
+    assert_eq!(waits, 0, "a standby's attempt waited for the lock row");
+}
+
+#[tokio::test]
 async fn renewals_do_not_wait_for_the_holders_open_writes() {
     let url = fresh_database("renew_under_writes").await;
     let a = backend_with(
