@@ -273,6 +273,15 @@ impl Core {
         self.info.read().expect("info lock").clone()
     }
 
+    /// Runs `f` on the cluster ID without copying it; `None` while it is unknown (sealed).
+    pub fn with_cluster_id<T>(&self, f: impl FnOnce(&str) -> T) -> Option<T> {
+        self.info
+            .read()
+            .expect("info lock")
+            .as_ref()
+            .map(|i| f(&i.id))
+    }
+
     /// True if the barrier has been initialised.
     pub async fn is_initialized(&self) -> Result<bool> {
         self.barrier.is_initialized().await.map_err(barrier_err)

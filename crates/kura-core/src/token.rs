@@ -295,7 +295,12 @@ impl TokenStore {
 
     /// Salted hash of a token ID or accessor.
     pub fn hash(&self, id: &str) -> String {
-        hex::encode(aws_lc_rs::hmac::sign(&self.salt, id.as_bytes()).as_ref())
+        let mac = aws_lc_rs::hmac::sign(&self.salt, id.as_bytes());
+        // Into a buffer sized up front (hex::encode collects chars one by one; this runs on
+        // every request).
+        let mut out = vec![0u8; mac.as_ref().len() * 2];
+        hex::encode_to_slice(mac.as_ref(), &mut out).expect("buffer sized for the MAC");
+        String::from_utf8(out).expect("hex digits are ASCII")
     }
 
     /// Creates and persists a token; returns the token ID and its entry.

@@ -393,19 +393,34 @@ fn requested_index(headers: &http::HeaderMap, core: &Core) -> Option<u64> {
 }
 
 /// The `X-Vault-Index` header of a response: this node's consistent index, for indexed
-/// storage.
+/// storage. Built once per index and cluster on each thread (it is on every response).
 fn index_header(core: &Core) -> Option<HeaderValue> {
     use base64::Engine as _;
+    use std::cell::RefCell;
+    thread_local! {
+        static LAST: RefCell<Option<(u64, String, HeaderValue)>> = const { RefCell::new(None) };
+    }
     if !core.indexed_storage() {
         return None;
     }
-    let cluster = core.cluster_info()?.id;
-    let json = format!(
-        "{{\"cluster\":\"{}\",\"value\":\"{}\"}}",
-        cluster,
-        core.consistent_index()
-    );
-    HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json)).ok()
+    let index = core.consistent_index();
+    core.with_cluster_id(|cluster| {
+        LAST.with(|last| {
+            let mut last = last.borrow_mut();
+            if let Some((i, c, value)) = last.as_ref() {
+                if *i == index && c == cluster {
+                    return Some(value.clone());
+                }
+            }
+            let json = format!("{{\"cluster\":\"{cluster}\",\"value\":\"{index}\"}}");
+            let value =
+                HeaderValue::from_str(&base64::engine::general_purpose::STANDARD.encode(json))
+                    .ok()?;
+            *last = Some((index, cluster.to_string(), value.clone()));
+            Some(value)
+        })
+    })
+    .flatten()
 }
 
 /// Renders a core response in the JSON envelope.

@@ -70,16 +70,21 @@ impl FieldSpec {
 pub struct FieldData {
     raw: Map,
     captures: HashMap<String, String>,
-    specs: Vec<FieldSpec>,
+    /// Shared with the path table: a request never copies its path's specs.
+    specs: std::sync::Arc<[FieldSpec]>,
 }
 
 impl FieldData {
     /// Builds field data from request data, URL captures and the path's specs.
-    pub fn new(raw: Map, captures: HashMap<String, String>, specs: Vec<FieldSpec>) -> Self {
+    pub fn new(
+        raw: Map,
+        captures: HashMap<String, String>,
+        specs: impl Into<std::sync::Arc<[FieldSpec]>>,
+    ) -> Self {
         FieldData {
             raw,
             captures,
-            specs,
+            specs: specs.into(),
         }
     }
 

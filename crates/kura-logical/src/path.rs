@@ -67,16 +67,42 @@ pub struct Route<'a, R> {
     pub fields: FieldData,
 }
 
+/// The literal text every match of `pattern` (anchored at the start) begins with: the
+/// characters before the first regex syntax, less one before a quantifier; empty when the
+/// pattern has an alternation anywhere (it may apply to the first characters).
+fn literal_prefix(pattern: &str) -> String {
+    if pattern.contains('|') {
+        return String::new();
+    }
+    let mut prefix = String::new();
+    for c in pattern.chars() {
+        match c {
+            '?' | '*' | '{' | '+' => {
+                prefix.pop();
+                break;
+            }
+            '.' | '^' | '$' | '(' | ')' | '[' | ']' | '}' | '\\' => break,
+            c => prefix.push(c),
+        }
+    }
+    prefix
+}
+
 /// A compiled path table mapping patterns to backend-defined identifiers `R`.
 pub struct PathTable<R> {
     entries: Vec<(Regex, PathSpec, R)>,
+    /// Each entry's literal prefix: a path that does not start with it cannot match, and is
+    /// passed over without running the regex.
+    prefixes: Vec<String>,
+    /// Each entry's field specs, shared with every request routed to it.
+    fields: Vec<std::sync::Arc<[FieldSpec]>>,
 }
 
 impl<R: Copy> PathTable<R> {
     /// Compiles the table. Panics on an invalid pattern: patterns are compile-time constants
     /// and a broken one is a programming error caught by every test that builds the backend.
     pub fn new(entries: Vec<(PathSpec, R)>) -> Self {
-        let entries = entries
+        let entries: Vec<(Regex, PathSpec, R)> = entries
             .into_iter()
             .map(|(spec, id)| {
                 let re = Regex::new(&format!("^(?:{})$", spec.pattern))
@@ -84,12 +110,27 @@ impl<R: Copy> PathTable<R> {
                 (re, spec, id)
             })
             .collect();
-        PathTable { entries }
+        let fields = entries
+            .iter()
+            .map(|(_, spec, _)| spec.fields.clone().into())
+            .collect();
+        let prefixes = entries
+            .iter()
+            .map(|(_, spec, _)| literal_prefix(spec.pattern))
+            .collect();
+        PathTable {
+            entries,
+            prefixes,
+            fields,
+        }
     }
 
-    /// Finds the first entry matching `path` (no operation check).
-    pub fn lookup(&self, path: &str) -> Option<(&PathSpec, R, HashMap<String, String>)> {
-        for (re, spec, id) in &self.entries {
+    /// The index of the first entry matching `path`, with its captures.
+    fn find(&self, path: &str) -> Option<(usize, HashMap<String, String>)> {
+        for (i, (re, _, _)) in self.entries.iter().enumerate() {
+            if !path.starts_with(self.prefixes[i].as_str()) {
+                continue;
+            }
             if let Some(caps) = re.captures(path) {
                 let captures = re
                     .capture_names()
@@ -99,19 +140,28 @@ impl<R: Copy> PathTable<R> {
                             .map(|m| (n.to_string(), m.as_str().to_string()))
                     })
                     .collect();
-                return Some((spec, *id, captures));
+                return Some((i, captures));
             }
         }
         None
+    }
+
+    /// Finds the first entry matching `path` (no operation check).
+    pub fn lookup(&self, path: &str) -> Option<(&PathSpec, R, HashMap<String, String>)> {
+        let (i, captures) = self.find(path)?;
+        let (_, spec, id) = &self.entries[i];
+        Some((spec, *id, captures))
     }
 
     /// Routes a request by its relative path and operation. Unknown path → `UnsupportedPath`;
     /// known path, wrong operation → `UnsupportedOperation`. Create falls back to Update's
     /// handler when only one is declared, as OpenBao's framework does.
     pub fn route(&self, req: &Request) -> Result<Route<'_, R>> {
-        let (spec, id, captures) = self
-            .lookup(&req.relative_path)
+        let (i, captures) = self
+            .find(&req.relative_path)
             .ok_or(LogicalError::UnsupportedPath)?;
+        let (_, spec, id) = &self.entries[i];
+        let id = *id;
         let op_ok = spec.operations.contains(&req.operation)
             || (req.operation == Operation::Create && spec.operations.contains(&Operation::Update))
             || (req.operation == Operation::Update && spec.operations.contains(&Operation::Create));
@@ -121,7 +171,7 @@ impl<R: Copy> PathTable<R> {
         Ok(Route {
             id,
             spec,
-            fields: FieldData::new(req.data.clone(), captures, spec.fields.clone()),
+            fields: FieldData::new(req.data.clone(), captures, self.fields[i].clone()),
         })
     }
 
@@ -146,6 +196,36 @@ impl<R: Copy> PathTable<R> {
 mod tests {
     use super::*;
     use crate::FieldType;
+
+    #[test]
+    fn literal_prefixes_never_exclude_a_match() {
+        assert_eq!(literal_prefix("config"), "config");
+        assert_eq!(literal_prefix("data/(?P<path>.+)"), "data/");
+        assert_eq!(literal_prefix("keys?"), "key");
+        assert_eq!(literal_prefix("keys*/x"), "key");
+        assert_eq!(literal_prefix("role/{1}"), "role");
+        assert_eq!(literal_prefix("a+"), "");
+        assert_eq!(literal_prefix("roles?/(?P<name>\\w+)"), "role");
+        assert_eq!(literal_prefix("issuer/(?P<r>[^/]+)/pem"), "issuer/");
+        assert_eq!(literal_prefix("login|logout"), "");
+        assert_eq!(literal_prefix("(?:a|b)/c"), "");
+        assert_eq!(literal_prefix("x\\.y"), "x");
+        // Every path a pattern matches starts with its prefix.
+        for (pattern, path) in [
+            ("keys?", "key"),
+            ("keys?", "keys"),
+            ("roles?/(?P<name>\\w+)", "role/a"),
+            ("login|logout", "logout"),
+            ("x\\.y", "x.y"),
+        ] {
+            let re = Regex::new(&format!("^(?:{pattern})$")).unwrap();
+            assert!(re.is_match(path), "{pattern} {path}");
+            assert!(
+                path.starts_with(&literal_prefix(pattern)),
+                "{pattern} {path}"
+            );
+        }
+    }
 
     #[derive(Clone, Copy, Debug, PartialEq)]
     enum P {
