@@ -2,7 +2,8 @@
 //! a standby, asked not to forward (`X-Vault-No-Request-Forwarding: true`, no index header),
 //! answers according to it. Two changes: a KV v2 write (`kvv2_lag`: poll until the standby
 //! returns the new value) and a token revocation (`revoke_lag`: poll with the revoked token until
-//! the standby answers 403). Samples alternate between the two standbys.
+//! the standby answers 403). Samples alternate between the two standbys. The same measurements
+//! run on raft and on nodes sharing one PostgreSQL database (`pg_kvv2_lag`, `pg_revoke_lag`).
 
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::api::{Api, ApiError};
 use crate::results::Lag;
 use crate::target::TargetKind;
 
-/// The propagation measurements, by name.
+/// The propagation measurements, by the change they make.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum LagKind {
     /// A KV v2 write on the active node, read back on a standby.
@@ -25,12 +26,29 @@ pub enum LagKind {
 /// Every measurement, in the order they run.
 pub const LAGS: [LagKind; 2] = [LagKind::Kvv2Write, LagKind::TokenRevoke];
 
+/// The storage a cluster runs on, which names the measurement (`kvv2_lag` on raft,
+/// `pg_kvv2_lag` on PostgreSQL).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LagStorage {
+    /// Integrated storage (raft): standbys hold their own copy of the data.
+    Raft,
+    /// Every node on one shared PostgreSQL database.
+    Postgres,
+}
+
 impl LagKind {
-    /// Name on the command line and in the results.
+    /// Name on the command line and in the results, on raft.
     pub fn name(self) -> &'static str {
-        match self {
-            LagKind::Kvv2Write => "kvv2_lag",
-            LagKind::TokenRevoke => "revoke_lag",
+        self.name_on(LagStorage::Raft)
+    }
+
+    /// Name on the command line and in the results, on `storage`.
+    pub fn name_on(self, storage: LagStorage) -> &'static str {
+        match (storage, self) {
+            (LagStorage::Raft, LagKind::Kvv2Write) => "kvv2_lag",
+            (LagStorage::Raft, LagKind::TokenRevoke) => "revoke_lag",
+            (LagStorage::Postgres, LagKind::Kvv2Write) => "pg_kvv2_lag",
+            (LagStorage::Postgres, LagKind::TokenRevoke) => "pg_revoke_lag",
         }
     }
 
@@ -46,9 +64,14 @@ impl LagKind {
         }
     }
 
-    /// Looks a measurement up by name.
+    /// Looks a raft measurement up by name.
     pub fn find(name: &str) -> Option<Self> {
-        LAGS.into_iter().find(|l| l.name() == name)
+        Self::find_on(LagStorage::Raft, name)
+    }
+
+    /// Looks a measurement on `storage` up by name.
+    pub fn find_on(storage: LagStorage, name: &str) -> Option<Self> {
+        LAGS.into_iter().find(|l| l.name_on(storage) == name)
     }
 }
 
@@ -75,13 +98,17 @@ pub struct LagTarget {
     pub token: String,
 }
 
-/// One answer, trimmed for messages.
+/// One answer, for messages: the status and, for a KV v2 read, the value served (what a stale
+/// standby still returns), else the start of the body.
 fn describe(status: StatusCode, body: &[u8]) -> String {
+    if let Some(value) = probe_value(body) {
+        return format!("{}: value {value:?}", status.as_u16());
+    }
     let n = body.len().min(200);
     format!(
         "{}: {}",
         status.as_u16(),
-        String::from_utf8_lossy(&body[..n])
+        String::from_utf8_lossy(&body[..n]).trim_end()
     )
 }
 
@@ -157,14 +184,15 @@ async fn setup(t: &LagTarget) -> Result<(), String> {
     }
 }
 
-/// Runs `samples` samples of `kind` against `t`.
-pub async fn measure(t: &LagTarget, kind: LagKind, samples: usize) -> Lag {
-    eprintln!("lag {} on {} ({samples} samples)", kind.name(), t.kind);
+/// Runs `samples` samples of `kind` against `t`, whose nodes run on `storage`.
+pub async fn measure(t: &LagTarget, kind: LagKind, storage: LagStorage, samples: usize) -> Lag {
+    let name = kind.name_on(storage);
+    eprintln!("lag {name} on {} ({samples} samples)", t.kind);
     if t.standbys.is_empty() {
-        return Lag::new(t.kind, kind.name(), vec![], 0, Some("no standby".into()));
+        return Lag::new(t.kind, name, vec![], 0, Some("no standby".into()));
     }
     if let Err(e) = setup(t).await {
-        return Lag::new(t.kind, kind.name(), vec![], 0, Some(format!("setup: {e}")));
+        return Lag::new(t.kind, name, vec![], 0, Some(format!("setup: {e}")));
     }
     let mut times = Vec::with_capacity(samples);
     let mut timeouts = 0u64;
@@ -199,11 +227,10 @@ pub async fn measure(t: &LagTarget, kind: LagKind, samples: usize) -> Lag {
             }
         }
     }
-    let lag = Lag::new(t.kind, kind.name(), times, timeouts, error);
+    let lag = Lag::new(t.kind, name, times, timeouts, error);
     eprintln!(
-        "  {} {}: p50 {} µs, p99 {} µs, max {} µs over {} samples, {} timeouts",
+        "  {} {name}: p50 {} µs, p99 {} µs, max {} µs over {} samples, {} timeouts",
         t.kind,
-        kind.name(),
         lag.p50_us,
         lag.p99_us,
         lag.max_us,
@@ -274,8 +301,34 @@ mod tests {
     fn names_round_trip() {
         for l in LAGS {
             assert_eq!(LagKind::find(l.name()), Some(l));
+            for storage in [LagStorage::Raft, LagStorage::Postgres] {
+                assert_eq!(LagKind::find_on(storage, l.name_on(storage)), Some(l));
+            }
+            // The PostgreSQL name is the raft one with the `pg_` prefix, and each is found only
+            // on its own storage.
+            let pg = l.name_on(LagStorage::Postgres);
+            assert_eq!(pg.strip_prefix("pg_"), Some(l.name()));
+            assert_eq!(LagKind::find(pg), None);
+            assert_eq!(LagKind::find_on(LagStorage::Postgres, l.name()), None);
         }
         assert_eq!(LagKind::find("kvv2_read"), None);
+        assert_eq!(LagKind::find_on(LagStorage::Postgres, "pg_kvv2_read"), None);
+    }
+
+    #[test]
+    fn answers_are_described_by_the_value_served() {
+        let kv = br#"{"request_id":"0123","lease_id":"","data":{"data":{"value":"lag-000002"}}}"#;
+        assert_eq!(describe(StatusCode::OK, kv), r#"200: value "lag-000002""#);
+        assert_eq!(
+            describe(
+                StatusCode::FORBIDDEN,
+                b"{\"errors\":[\"permission denied\"]}\n"
+            ),
+            r#"403: {"errors":["permission denied"]}"#
+        );
+        assert_eq!(describe(StatusCode::TEMPORARY_REDIRECT, b""), "307: ");
+        let long = vec![b'x'; 500];
+        assert_eq!(describe(StatusCode::OK, &long).len(), "200: ".len() + 200);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use http::StatusCode;
 
-use kura_bench::lag::{LagKind, LAGS};
+use kura_bench::lag::{LagKind, LagStorage, LAGS};
 use kura_bench::pg::PgSource;
 use kura_bench::results::Availability;
 use kura_bench::runner::{self, BenchOptions};
@@ -72,7 +72,7 @@ struct RunArgs {
     /// `revoke_lag`.
     #[arg(long, default_value = "none")]
     cluster_scenarios: String,
-    /// Samples per propagation delay (`kvv2_lag`, `revoke_lag`).
+    /// Samples per propagation delay (`kvv2_lag`, `revoke_lag`, `pg_kvv2_lag`, `pg_revoke_lag`).
     #[arg(long, default_value_t = 300)]
     lag_samples: usize,
     /// Failover measurements (kill -9 of the active node) per target on a 3-node cluster.
@@ -82,7 +82,8 @@ struct RunArgs {
     /// Each target's nodes share one fresh database (`bench_bao`, `bench_kura`) on one
     /// PostgreSQL server; the load goes to the active node, except for `pg_kvv2_read_standbys`
     /// (the standbys only) and `pg_kvv2_read_spread` (every node), which bring `pg_kvv2_read`
-    /// along as their baseline.
+    /// along as their baseline. The propagation delays `pg_kvv2_lag` and `pg_revoke_lag`
+    /// (part of `default`) are measured as `kvv2_lag` and `revoke_lag` are on raft.
     #[arg(long, default_value = "none")]
     pg_scenarios: String,
     /// Failover measurements (kill -9 of the active node, until a write is accepted) per target
@@ -189,23 +190,31 @@ fn pick_scenarios(spec: &str, cluster: bool) -> Result<Picked> {
     Ok((picked, lags))
 }
 
-/// PostgreSQL scenarios picked by a `--pg-scenarios` value. A scenario with the load elsewhere
-/// than on the active node brings the first (active-node) scenario along as its baseline.
-fn pick_pg_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
-    let mut picked: Vec<&'static Scenario> = match spec {
-        "none" | "" => Vec::new(),
-        "all" => PG_SCENARIOS.iter().collect(),
-        "default" => PG_SCENARIOS.iter().filter(|s| s.default).collect(),
-        list => list
-            .split(',')
-            .map(str::trim)
-            .filter(|n| !n.is_empty())
-            .map(|n| {
-                scenarios::find_pg(n).with_context(|| {
+/// PostgreSQL scenarios and propagation delays picked by a `--pg-scenarios` value (`default`
+/// and `all` include both delays). A scenario with the load elsewhere than on the active node
+/// brings the first (active-node) scenario along as its baseline.
+fn pick_pg_scenarios(spec: &str) -> Result<Picked> {
+    let (mut picked, lags): Picked = match spec {
+        "none" | "" => (Vec::new(), Vec::new()),
+        "all" => (PG_SCENARIOS.iter().collect(), LAGS.to_vec()),
+        "default" => (
+            PG_SCENARIOS.iter().filter(|s| s.default).collect(),
+            LAGS.to_vec(),
+        ),
+        list => {
+            let mut picked = Vec::new();
+            let mut lags = Vec::new();
+            for n in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                if let Some(l) = LagKind::find_on(LagStorage::Postgres, n) {
+                    lags.push(l);
+                    continue;
+                }
+                picked.push(scenarios::find_pg(n).with_context(|| {
                     format!("unknown PostgreSQL scenario {n:?} (see `kura-bench list`)")
-                })
-            })
-            .collect::<Result<_>>()?,
+                })?);
+            }
+            (picked, lags)
+        }
     };
     let baseline = &PG_SCENARIOS[0];
     if picked.iter().any(|s| s.placement != Placement::Active)
@@ -213,7 +222,7 @@ fn pick_pg_scenarios(spec: &str) -> Result<Vec<&'static Scenario>> {
     {
         picked.insert(0, baseline);
     }
-    Ok(picked)
+    Ok((picked, lags))
 }
 
 fn relative_link(from_file: &std::path::Path, to: &std::path::Path) -> String {
@@ -243,7 +252,7 @@ async fn run(args: RunArgs) -> Result<bool> {
     });
     let (single, _) = pick_scenarios(&args.scenarios, false)?;
     let (cluster_scenarios, lags) = pick_scenarios(&args.cluster_scenarios, true)?;
-    let pg_scenarios = pick_pg_scenarios(&args.pg_scenarios)?;
+    let (pg_scenarios, pg_lags) = pick_pg_scenarios(&args.pg_scenarios)?;
     if args.pg_nodes < 2 && args.pg_failovers > 0 {
         bail!("--pg-failovers needs --pg-nodes of at least 2");
     }
@@ -266,6 +275,7 @@ async fn run(args: RunArgs) -> Result<bool> {
         lag_samples: args.lag_samples.max(1),
         command,
         pg_scenarios,
+        pg_lags,
         pg_failovers: args.pg_failovers,
         pg_nodes: args.pg_nodes.max(1),
         pg_source: match &args.pg_url {
@@ -361,6 +371,13 @@ fn main() -> ExitCode {
                         if s.default { "" } else { " (not in default)" }
                     );
                 }
+                for l in LAGS {
+                    println!(
+                        "{:<20} {} (--pg-scenarios, --pg-nodes 2 or more)",
+                        l.name_on(LagStorage::Postgres),
+                        l.description()
+                    );
+                }
                 Ok(true)
             }
         }
@@ -382,10 +399,11 @@ mod tests {
     #[test]
     fn pg_scenarios_are_picked_by_name_default_all_and_none() {
         let names = |spec| {
-            pick_pg_scenarios(spec)
-                .unwrap()
+            let (scenarios, lags) = pick_pg_scenarios(spec).unwrap();
+            scenarios
                 .iter()
                 .map(|s| s.name)
+                .chain(lags.iter().map(|l| l.name_on(LagStorage::Postgres)))
                 .collect::<Vec<_>>()
         };
         assert!(names("none").is_empty());
@@ -395,7 +413,9 @@ mod tests {
                 "pg_kvv2_read",
                 "pg_kvv2_read_standbys",
                 "pg_kvv2_read_spread",
-                "pg_kvv2_write"
+                "pg_kvv2_write",
+                "pg_kvv2_lag",
+                "pg_revoke_lag"
             ]
         );
         // Load elsewhere than on the active node brings the baseline along, first.
@@ -412,8 +432,16 @@ mod tests {
             names(" pg_kvv2_write , pg_kvv2_read"),
             ["pg_kvv2_write", "pg_kvv2_read"]
         );
-        assert_eq!(names("all").len(), PG_SCENARIOS.len());
+        // The delays alone bring no scenario along.
+        assert_eq!(
+            names("pg_revoke_lag,pg_kvv2_lag"),
+            ["pg_revoke_lag", "pg_kvv2_lag"]
+        );
+        assert_eq!(names("all").len(), PG_SCENARIOS.len() + LAGS.len());
         assert!(pick_pg_scenarios("kvv2_read").is_err());
         assert!(pick_pg_scenarios("pg_nope").is_err());
+        // The raft names are not PostgreSQL ones, nor the other way round.
+        assert!(pick_pg_scenarios("kvv2_lag").is_err());
+        assert!(pick_scenarios("pg_kvv2_lag", true).is_err());
     }
 }

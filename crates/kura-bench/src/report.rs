@@ -3,6 +3,7 @@
 
 use std::fmt::Write as _;
 
+use crate::lag::{LagKind, LagStorage};
 use crate::results::{
     Availability, BenchResults, Failover, Lag, Outcome, PgRun, ScenarioResult, Summary, TargetInfo,
     PG_TOPOLOGY,
@@ -151,11 +152,10 @@ fn any_standby_scenario(r: &BenchResults, topology: &str) -> bool {
         .any(|s| s.topology == topology && s.placement != "active")
 }
 
-/// Kura's p50 lag over bao's for the same measurement.
-fn lag_ratio(r: &BenchResults, l: &Lag) -> Option<f64> {
+/// Kura's p50 lag over bao's for the same measurement, among `lags`.
+fn lag_ratio(lags: &[Lag], l: &Lag) -> Option<f64> {
     let find = |k: TargetKind| {
-        r.lags
-            .iter()
+        lags.iter()
             .find(|x| x.kind == k && x.name == l.name && !x.samples_us.is_empty())
     };
     let (bao, kura) = (find(TargetKind::Bao)?, find(TargetKind::Kura)?);
@@ -294,7 +294,8 @@ pub fn terminal_table(r: &BenchResults) -> String {
             );
         }
     }
-    for l in &r.lags {
+    let pg_lags = r.postgres.iter().flat_map(|p| &p.lags);
+    for l in r.lags.iter().chain(pg_lags) {
         let _ = writeln!(
             out,
             "{:<10} {:<5} p50 {} p99 {} max {} over {} samples, {} timeouts{}",
@@ -318,10 +319,7 @@ pub fn terminal_table(r: &BenchResults) -> String {
 /// and spread throughput, per target; `nodes` is the number of nodes per target.
 fn standby_section(out: &mut String, r: &BenchResults, family: &ReadFamily, nodes: usize) {
     let _ = writeln!(out, "### {}\n", family.heading);
-    let standbys = match nodes.saturating_sub(1) {
-        2 => "the two standbys".to_owned(),
-        n => format!("the {n} standbys"),
-    };
+    let standbys = format!("{} standbys", the_standbys(nodes));
     let _ = writeln!(
         out,
         "The same KV v2 read load sent to the active node only (`{}`), to {standbys} only \
@@ -354,24 +352,42 @@ fn standby_section(out: &mut String, r: &BenchResults, family: &ReadFamily, node
     let _ = writeln!(out);
 }
 
-/// The propagation section: how long a standby takes to reflect a change made on the active.
-fn lag_section(out: &mut String, r: &BenchResults) {
-    let _ = writeln!(out, "## Propagation to standbys (3 nodes)\n");
+/// "the two" / "the N": the standbys of a target with `nodes` nodes.
+fn the_standbys(nodes: usize) -> String {
+    match nodes.saturating_sub(1) {
+        2 => "the two".to_owned(),
+        n => format!("the {n}"),
+    }
+}
+
+/// A propagation section: how long a standby takes to reflect a change made on the active
+/// node, for the `lags` measured on `storage` with `nodes` nodes per target.
+fn lag_section(out: &mut String, lags: &[Lag], storage: LagStorage, nodes: usize) {
+    let heading = match storage {
+        LagStorage::Raft => format!("## Propagation to standbys ({nodes} nodes)"),
+        LagStorage::Postgres => format!("### Propagation to PostgreSQL standbys ({nodes} nodes)"),
+    };
+    let _ = writeln!(out, "{heading}\n");
+    let (kv, revoke) = (
+        LagKind::Kvv2Write.name_on(storage),
+        LagKind::TokenRevoke.name_on(storage),
+    );
     let _ = writeln!(
         out,
         "A change is made on the active node; from its acknowledgement, one standby (alternating \
-         between the two) is polled back to back with `X-Vault-No-Request-Forwarding: true` and \
-         no index header until it answers according to the change. `kvv2_lag`: a KV v2 write, \
-         until the standby returns the new value. `revoke_lag`: a token (first seen working on \
+         between {}) is polled back to back with `X-Vault-No-Request-Forwarding: true` and \
+         no index header until it answers according to the change. `{kv}`: a KV v2 write, \
+         until the standby returns the new value. `{revoke}`: a token (first seen working on \
          the standby) revoked, until the standby answers 403 to it. A sample that takes over 5 s \
-         is a timeout; three in a row stop the measurement.\n"
+         is a timeout; three in a row stop the measurement.\n",
+        the_standbys(nodes)
     );
     let _ = writeln!(
         out,
         "| measurement | target | samples | p50 | p99 | max | timeouts | kura/bao p50 | note |"
     );
     let _ = writeln!(out, "|---|---|--:|--:|--:|--:|--:|--:|---|");
-    for l in &r.lags {
+    for l in lags {
         let done = !l.samples_us.is_empty();
         let t = |us: u64| if done { fmt_us(us) } else { "–".into() };
         let _ = writeln!(
@@ -385,7 +401,7 @@ fn lag_section(out: &mut String, r: &BenchResults) {
             t(l.max_us),
             l.timeouts,
             if l.kind == TargetKind::Kura {
-                opt(lag_ratio(r, l), |x| format!("{}×", sig3(x)))
+                opt(lag_ratio(lags, l), |x| format!("{}×", sig3(x)))
             } else {
                 String::new()
             },
@@ -628,6 +644,9 @@ fn pg_section(out: &mut String, r: &BenchResults, pg: &PgRun) {
     if any_standby_scenario(r, PG_READS.topology) {
         standby_section(out, r, &PG_READS, pg.nodes);
     }
+    if !pg.lags.is_empty() {
+        lag_section(out, &pg.lags, LagStorage::Postgres, pg.nodes);
+    }
     if !pg.failover.is_empty() {
         let _ = writeln!(
             out,
@@ -840,7 +859,7 @@ pub fn markdown(r: &BenchResults, svg_link: &str) -> String {
         }
     }
     if !r.lags.is_empty() {
-        lag_section(&mut out, r);
+        lag_section(&mut out, &r.lags, LagStorage::Raft, 3);
     }
     if !r.failover.is_empty() {
         let _ = writeln!(out, "## Failover (3 nodes, `kill -9` of the active node)\n");
@@ -1310,12 +1329,59 @@ mod tests {
                 failover(TargetKind::Bao, vec![15.2, 15.9, 15.4], None),
                 failover(TargetKind::Kura, vec![1.6, 1.9, 1.7], None),
             ],
+            lags: vec![
+                Lag::new(
+                    TargetKind::Bao,
+                    "pg_kvv2_lag",
+                    vec![2000],
+                    3,
+                    Some(r#"timed out after 5s; last answer 200: value "lag-000000""#.into()),
+                ),
+                Lag::new(TargetKind::Kura, "pg_kvv2_lag", vec![300, 500], 0, None),
+                Lag::new(
+                    TargetKind::Bao,
+                    "pg_revoke_lag",
+                    vec![],
+                    3,
+                    Some("200".into()),
+                ),
+                Lag::new(TargetKind::Kura, "pg_revoke_lag", vec![700], 0, None),
+            ],
         });
         let md = markdown(&r, "x.svg");
         assert!(
             md.contains("## PostgreSQL storage (same database server)"),
             "{md}"
         );
+        // The propagation table, as on raft, with its own heading and names; timeouts and the
+        // last answer shown.
+        assert!(
+            md.contains("### Propagation to PostgreSQL standbys (3 nodes)"),
+            "{md}"
+        );
+        assert!(md.contains("alternating between the two"), "{md}");
+        assert!(md.contains("`pg_kvv2_lag`: a KV v2 write"), "{md}");
+        assert!(
+            md.contains(
+                "| pg_kvv2_lag | bao | 1 | 2.00ms | 2.00ms | 2.00ms | 3 |  | timed out after 5s; \
+                 last answer 200: value \"lag-000000\" |"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pg_kvv2_lag | kura | 2 | 300µs | 500µs | 500µs | 0 | 0.150× |  |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pg_revoke_lag | bao | 0 | – | – | – | 3 |  | 200 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| pg_revoke_lag | kura | 1 | 700µs | 700µs | 700µs | 0 | – |  |"),
+            "{md}"
+        );
+        // Not in the raft section, which is absent.
+        assert!(!md.contains("## Propagation to standbys"), "{md}");
         assert!(md.contains("One PostgreSQL 15.8 server"));
         assert!(md.contains("| pg_kvv2_read | 500 | 2000 | 4.00× |"), "{md}");
         assert!(
@@ -1334,6 +1400,12 @@ mod tests {
             "{t}"
         );
         assert!(t.contains("failover postgres kura  median 1.70 s, max 1.90 s over 3 run(s)"));
+        assert!(
+            t.contains(
+                "pg_kvv2_lag bao   p50 2.00ms p99 2.00ms max 2.00ms over 1 samples, 3 timeouts"
+            ),
+            "{t}"
+        );
 
         if let Some(pg) = r.postgres.as_mut() {
             pg.error = Some("scripts/postgres start failed\nmore".into());
@@ -1364,6 +1436,7 @@ mod tests {
             nodes: 3,
             targets: r.targets.clone(),
             failover: Vec::new(),
+            lags: Vec::new(),
         });
         // No standby scenario on PostgreSQL: no section, even with raft ones.
         let md = markdown(&r, "x.svg");

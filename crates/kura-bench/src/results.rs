@@ -327,13 +327,15 @@ impl ScenarioResult {
     }
 }
 
-/// A propagation delay measured on a 3-node cluster: a change made on the active node, then a
-/// standby polled (with `X-Vault-No-Request-Forwarding: true`) until it shows the change.
+/// A propagation delay measured on a 3-node cluster (raft, or nodes sharing one PostgreSQL
+/// database): a change made on the active node, then a standby polled (with
+/// `X-Vault-No-Request-Forwarding: true`) until it shows the change.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lag {
     /// Target.
     pub kind: TargetKind,
-    /// `kvv2_lag` (a KV v2 write) or `revoke_lag` (a token revocation).
+    /// `kvv2_lag` (a KV v2 write) or `revoke_lag` (a token revocation); `pg_kvv2_lag` and
+    /// `pg_revoke_lag` on PostgreSQL.
     pub name: String,
     /// Delays of the samples that completed, microseconds, in the order measured.
     pub samples_us: Vec<u64>,
@@ -453,6 +455,9 @@ pub struct PgRun {
     pub targets: Vec<TargetInfo>,
     /// Failover measurements on PostgreSQL.
     pub failover: Vec<Failover>,
+    /// Propagation delays to the standbys on PostgreSQL (`pg_kvv2_lag`, `pg_revoke_lag`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lags: Vec<Lag>,
 }
 
 impl BenchResults {

@@ -10,13 +10,13 @@ use std::time::{Duration, Instant};
 
 use crate::api::Api;
 use crate::ceiling;
-use crate::lag::{self, LagKind, LagTarget};
+use crate::lag::{self, LagKind, LagStorage, LagTarget};
 use crate::loadgen::{self, LoadConfig, RequestGen, Schedule};
 use crate::pg::{self, PgServer, PgSource};
 use crate::procstat;
 use crate::results::{
-    median, Availability, BenchResults, Failover, Machine, Outcome, PgRun, Round, ScenarioResult,
-    Summary, TargetInfo, PG_TOPOLOGY,
+    median, Availability, BenchResults, Failover, Lag, Machine, Outcome, PgRun, Round,
+    ScenarioResult, Summary, TargetInfo, PG_TOPOLOGY,
 };
 use crate::scenarios::{self, Placement, Scenario, SetupCtx, SetupError};
 use crate::target::{CeilingProcess, Probe, Server, Storage, TargetKind};
@@ -52,6 +52,8 @@ pub struct BenchOptions {
     pub command: String,
     /// Scenarios run on nodes sharing one PostgreSQL database (empty: none).
     pub pg_scenarios: Vec<&'static Scenario>,
+    /// Propagation delays to measure on PostgreSQL (empty: none).
+    pub pg_lags: Vec<LagKind>,
     /// Failover measurements per target on PostgreSQL (0: none).
     pub pg_failovers: usize,
     /// Nodes per target on PostgreSQL.
@@ -63,7 +65,7 @@ pub struct BenchOptions {
 impl BenchOptions {
     /// Whether anything runs on PostgreSQL.
     pub fn wants_postgres(&self) -> bool {
-        !self.pg_scenarios.is_empty() || self.pg_failovers > 0
+        !self.pg_scenarios.is_empty() || !self.pg_lags.is_empty() || self.pg_failovers > 0
     }
 }
 
@@ -604,22 +606,7 @@ pub async fn run(opts: &BenchOptions) -> BenchResults {
             let r = run_scenario(opts, scenario, &stage, &mut None, false).await;
             results.scenarios.push(r);
         }
-        for &kind in &opts.lags {
-            for r in &running {
-                let target = LagTarget {
-                    kind: r.kind,
-                    active: r.server.root_api(r.active),
-                    standbys: (0..r.server.nodes.len())
-                        .filter(|&i| i != r.active)
-                        .map(|i| r.server.nodes[i].api())
-                        .collect(),
-                    token: r.token.clone(),
-                };
-                results
-                    .lags
-                    .push(lag::measure(&target, kind, opts.lag_samples).await);
-            }
-        }
+        results.lags = measure_lags(&running, &opts.lags, LagStorage::Raft, opts.lag_samples).await;
         if opts.failovers > 0 {
             for r in &mut running {
                 results
@@ -673,6 +660,13 @@ async fn run_postgres(opts: &BenchOptions, scenarios: &mut Vec<ScenarioResult>) 
         let r = run_scenario(opts, scenario, &stage, &mut None, false).await;
         scenarios.push(r);
     }
+    run.lags = measure_lags(
+        &running,
+        &opts.pg_lags,
+        LagStorage::Postgres,
+        opts.lag_samples,
+    )
+    .await;
     if opts.pg_failovers > 0 {
         for r in &mut running {
             run.failover
@@ -683,6 +677,34 @@ async fn run_postgres(opts: &BenchOptions, scenarios: &mut Vec<ScenarioResult>) 
     drop(running);
     drop(server);
     run
+}
+
+/// Measures each of `kinds` on every running target (nodes on `storage`), `samples` samples
+/// each, with the active node as of the start of each measurement.
+async fn measure_lags(
+    running: &[Running],
+    kinds: &[LagKind],
+    storage: LagStorage,
+    samples: usize,
+) -> Vec<Lag> {
+    let mut lags = Vec::new();
+    for &kind in kinds {
+        for r in running {
+            // An earlier scenario may have seen the active node change.
+            let active = r.server.active().await.unwrap_or(r.active);
+            let target = LagTarget {
+                kind: r.kind,
+                active: r.server.root_api(active),
+                standbys: (0..r.server.nodes.len())
+                    .filter(|&i| i != active)
+                    .map(|i| r.server.nodes[i].api())
+                    .collect(),
+                token: r.token.clone(),
+            };
+            lags.push(lag::measure(&target, kind, storage, samples).await);
+        }
+    }
+    lags
 }
 
 /// Kills the active node `runs` times and times the hand-over until the new active node
@@ -775,6 +797,7 @@ mod tests {
             lag_samples: 0,
             command: "test".into(),
             pg_scenarios: Vec::new(),
+            pg_lags: Vec::new(),
             pg_failovers: 0,
             pg_nodes: 3,
             pg_source: PgSource::Script(PathBuf::from("/nonexistent/scripts/postgres")),
