@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use crate::api::{Api, ApiError};
 use crate::results::Lag;
+use crate::runner::fmt_us;
 use crate::target::TargetKind;
 
 /// The propagation measurements, by the change they make.
@@ -104,6 +105,9 @@ fn describe(status: StatusCode, body: &[u8]) -> String {
     if let Some(value) = probe_value(body) {
         return format!("{}: value {value:?}", status.as_u16());
     }
+    if body.is_empty() {
+        return status.as_u16().to_string();
+    }
     let n = body.len().min(200);
     format!(
         "{}: {}",
@@ -126,26 +130,67 @@ fn probe_value(body: &[u8]) -> Option<String> {
     v["data"]["data"]["value"].as_str().map(str::to_owned)
 }
 
+/// The answers a poll has seen: the last one, from when on (after the change) the standby has
+/// been giving it, and the answer before, so that a timeout says what was served and how long.
+#[derive(Default)]
+struct Answers {
+    /// Status (none: transport error) and KV v2 value of the last answer.
+    key: Option<(Option<u16>, Option<String>)>,
+    /// The last answer, for messages.
+    last: String,
+    /// Time from the change to the first answer like the last one.
+    since: Duration,
+    /// The different answer given before that, if any.
+    before: Option<String>,
+}
+
+impl Answers {
+    /// Records an answer seen `at` after the change.
+    fn record(&mut self, status: Option<StatusCode>, body: &[u8], text: String, at: Duration) {
+        let key = (status.map(|s| s.as_u16()), probe_value(body));
+        if self.key.as_ref() != Some(&key) {
+            if self.key.is_some() {
+                self.before = Some(std::mem::take(&mut self.last));
+            }
+            self.key = Some(key);
+            self.since = at;
+        }
+        self.last = text;
+    }
+
+    /// The last answer, from when on it was given, and what came before.
+    fn summary(&self) -> String {
+        let since = fmt_us(self.since.as_micros() as u64);
+        match &self.before {
+            None => format!("{} (every answer, the first at {since})", self.last),
+            Some(before) => format!("{} (from {since} on; before: {before})", self.last),
+        }
+    }
+}
+
 /// Polls `standby` until `done` says the answer reflects the change, or the limit passes.
-/// Returns the time from `since`, or the last answer seen.
+/// Returns the time from `since`, or the last answer seen and from when on it was given.
 async fn poll_until(
     standby: &Api,
     token: &str,
     since: Instant,
     done: impl Fn(StatusCode, &[u8]) -> bool,
 ) -> Result<Duration, String> {
+    let mut answers = Answers::default();
     loop {
-        let last = match read_probe(standby, token).await {
+        let result = read_probe(standby, token).await;
+        let at = since.elapsed();
+        match result {
             Ok((status, body)) => {
                 if done(status, &body) {
-                    return Ok(since.elapsed());
+                    return Ok(at);
                 }
-                describe(status, &body)
+                answers.record(Some(status), &body, describe(status, &body), at);
             }
-            Err(e) => e.to_string(),
-        };
-        if since.elapsed() > SAMPLE_LIMIT {
-            return Err(last);
+            Err(e) => answers.record(None, b"", e.to_string(), at),
+        }
+        if at > SAMPLE_LIMIT {
+            return Err(answers.summary());
         }
         tokio::task::yield_now().await;
     }
@@ -316,6 +361,28 @@ mod tests {
     }
 
     #[test]
+    fn timeouts_say_what_was_answered_and_from_when_on() {
+        let ms = Duration::from_millis;
+        let kv = |v: &str| format!(r#"{{"data":{{"data":{{"value":"{v}"}}}}}}"#).into_bytes();
+        let mut a = Answers::default();
+        let ok = Some(StatusCode::OK);
+        a.record(ok, &kv("old"), "200 old".into(), ms(1));
+        a.record(ok, &kv("old"), "200 old".into(), ms(3));
+        assert_eq!(a.summary(), "200 old (every answer, the first at 1.00ms)");
+        // Another value with the same status is another answer.
+        a.record(ok, &kv("older"), "200 older".into(), ms(5));
+        let redirect = Some(StatusCode::TEMPORARY_REDIRECT);
+        a.record(redirect, b"", "307".into(), ms(7));
+        a.record(redirect, b"", "307".into(), ms(5001));
+        assert_eq!(a.summary(), "307 (from 7.00ms on; before: 200 older)");
+        a.record(None, b"", "connection refused".into(), ms(5002));
+        assert_eq!(
+            a.summary(),
+            "connection refused (from 5.00s on; before: 307)"
+        );
+    }
+
+    #[test]
     fn answers_are_described_by_the_value_served() {
         let kv = br#"{"request_id":"0123","lease_id":"","data":{"data":{"value":"lag-000002"}}}"#;
         assert_eq!(describe(StatusCode::OK, kv), r#"200: value "lag-000002""#);
@@ -326,7 +393,7 @@ mod tests {
             ),
             r#"403: {"errors":["permission denied"]}"#
         );
-        assert_eq!(describe(StatusCode::TEMPORARY_REDIRECT, b""), "307: ");
+        assert_eq!(describe(StatusCode::TEMPORARY_REDIRECT, b""), "307");
         let long = vec![b'x'; 500];
         assert_eq!(describe(StatusCode::OK, &long).len(), "200: ".len() + 200);
     }
