@@ -47,6 +47,17 @@ struct NodeOpts<'a> {
     advertised_cluster_port: Option<u16>,
 }
 
+impl<'a> NodeOpts<'a> {
+    /// An HA node on `url`.
+    fn ha(url: &'a str) -> Self {
+        NodeOpts {
+            url,
+            ha: true,
+            ..NodeOpts::default()
+        }
+    }
+}
+
 fn node_with(dir: &Path, name: &str, o: &NodeOpts) -> Node {
     let port = free_port();
     let api = format!("127.0.0.1:{port}");
@@ -588,17 +599,23 @@ fn read_local(addr: &str, path: &str, token: &str, index: &str) -> (u16, Value) 
     (st, b)
 }
 
+/// A GET answered by the node at `addr` itself (`X-Vault-No-Request-Forwarding`): status,
+/// headers and body.
+fn get_local(addr: &str, path: &str, token: &str) -> (u16, Vec<(String, String)>, Value) {
+    request(
+        addr,
+        "GET",
+        path,
+        token,
+        &[("X-Vault-No-Request-Forwarding", "true")],
+        None,
+    )
+}
+
 /// Waits until the standby at `addr` serves reads itself (a local read is not redirected).
 fn wait_read_serving(addr: &str, token: &str) {
     wait_for(15, "the standby serving reads", || {
-        let (st, _, _) = request(
-            addr,
-            "GET",
-            "/v1/sys/mounts",
-            token,
-            &[("X-Vault-No-Request-Forwarding", "true")],
-            None,
-        );
+        let (st, _, _) = get_local(addr, "/v1/sys/mounts", token);
         (st == 200).then_some(())
     });
 }
@@ -607,13 +624,7 @@ fn wait_read_serving(addr: &str, token: &str) {
 fn standbys_on_postgresql_serve_reads_and_follow_every_change() {
     let url = fresh_database_blocking("standby_reads");
     let dir = tempfile::tempdir().unwrap();
-    let opts: Vec<NodeOpts> = (0..3)
-        .map(|_| NodeOpts {
-            url: &url,
-            ha: true,
-            ..NodeOpts::default()
-        })
-        .collect();
+    let opts: Vec<NodeOpts> = (0..3).map(|_| NodeOpts::ha(&url)).collect();
     let (_nodes, servers, root) = ha_trio(dir.path(), &opts);
     let all: Vec<&Server> = servers.iter().collect();
     let a = single_active(&all).unwrap();
@@ -851,14 +862,7 @@ fn a_standby_whose_invalidation_stream_drops_stops_serving_reads_until_it_follow
     // locally (a local-only request is redirected).
     relays[a].cut();
     wait_for(10, "the standby to stop serving reads", || {
-        let (st, _, _) = request(
-            &standby,
-            "GET",
-            "/v1/secret/data/k",
-            &root,
-            &[("X-Vault-No-Request-Forwarding", "true")],
-            None,
-        );
+        let (st, _, _) = get_local(&standby, "/v1/secret/data/k", &root);
         (st == 307).then_some(())
     });
     // A write while the standby hears nothing.
@@ -869,14 +873,7 @@ fn a_standby_whose_invalidation_stream_drops_stops_serving_reads_until_it_follow
         &json!({"data": {"v": "two"}}),
     );
     for _ in 0..10 {
-        let (st, _, b) = request(
-            &standby,
-            "GET",
-            "/v1/secret/data/k",
-            &root,
-            &[("X-Vault-No-Request-Forwarding", "true")],
-            None,
-        );
+        let (st, _, b) = get_local(&standby, "/v1/secret/data/k", &root);
         assert!(
             st == 307,
             "a standby without its stream answered by itself: {st} {b}"
@@ -887,14 +884,7 @@ fn a_standby_whose_invalidation_stream_drops_stops_serving_reads_until_it_follow
     // it was away, never the old one.
     relays[a].restore();
     wait_read_serving(&standby, &root);
-    let (st, _, b) = request(
-        &standby,
-        "GET",
-        "/v1/secret/data/k",
-        &root,
-        &[("X-Vault-No-Request-Forwarding", "true")],
-        None,
-    );
+    let (st, _, b) = get_local(&standby, "/v1/secret/data/k", &root);
     assert_eq!(st, 200, "{b}");
     assert_eq!(
         b["data"]["data"]["v"], "two",
@@ -926,11 +916,7 @@ fn a_standby_reading_from_a_streaming_replica_waits_for_its_replay() {
     let replica = kura_postgres::testing::start_replica(&primary);
     let dir = tempfile::tempdir().unwrap();
     let opts = [
-        NodeOpts {
-            url: &primary.url,
-            ha: true,
-            ..NodeOpts::default()
-        },
+        NodeOpts::ha(&primary.url),
         NodeOpts {
             url: &primary.url,
             read_url: Some(&replica.url),
@@ -1015,18 +1001,7 @@ fn a_node_on_a_promoted_replica_becomes_active() {
     let primary = kura_postgres::testing::start_server(false);
     let replica = kura_postgres::testing::start_replica(&primary);
     let dir = tempfile::tempdir().unwrap();
-    let opts = [
-        NodeOpts {
-            url: &primary.url,
-            ha: true,
-            ..NodeOpts::default()
-        },
-        NodeOpts {
-            url: &replica.url,
-            ha: true,
-            ..NodeOpts::default()
-        },
-    ];
+    let opts = [NodeOpts::ha(&primary.url), NodeOpts::ha(&replica.url)];
     let nodes = [
         node_with(dir.path(), "n0", &opts[0]),
         node_with(dir.path(), "n1", &opts[1]),
