@@ -1057,3 +1057,28 @@ fn a_node_on_a_promoted_replica_becomes_active() {
     );
     assert_eq!(st, 200, "{b}");
 }
+
+/// A database that cannot be reached stops the server at start with the reason, as OpenBao
+/// does.
+#[test]
+fn an_unreachable_database_is_a_clear_start_up_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on: bound, then released.
+    let closed = free_port();
+    let url = format!("postgres://postgres@127.0.0.1:{closed}/postgres?sslmode=disable");
+    let n = node(dir.path(), "n", &url, true);
+    let out = std::process::Command::new(common::kura_bin())
+        .arg("server")
+        .arg(format!("-config={}", n.config.display()))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "the server started without its database"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connecting to the database failed") && stderr.contains("refused"),
+        "{stderr}"
+    );
+}

@@ -340,7 +340,18 @@ pub(crate) fn db_err(e: tokio_postgres::Error) -> StorageError {
 pub(crate) fn describe(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
         Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
-        None => e.to_string(),
+        None => {
+            // tokio-postgres's own text is generic ("error connecting to server"): add the
+            // causes (the refused address, the TLS failure...).
+            let mut text = e.to_string();
+            let mut cause = std::error::Error::source(e);
+            while let Some(c) = cause {
+                text.push_str(": ");
+                text.push_str(&c.to_string());
+                cause = c.source();
+            }
+            text
+        }
     }
 }
 
