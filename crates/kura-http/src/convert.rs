@@ -381,8 +381,7 @@ fn requested_index(headers: &http::HeaderMap, core: &Core) -> Option<u64> {
         .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(raw.trim()))
         .ok()?;
     let v: Value = serde_json::from_slice(&json).ok()?;
-    let cluster = core.cluster_info()?.id;
-    if v["cluster"].as_str() != Some(cluster.as_str()) {
+    if !core.with_cluster_id(|id| v["cluster"].as_str() == Some(id))? {
         return None;
     }
     match &v["value"] {

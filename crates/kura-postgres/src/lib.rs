@@ -517,18 +517,7 @@ impl PostgresBackend {
     /// write notifier and raises the applied index to `batch.index`.
     pub async fn apply_remote(&self, batch: StreamBatch) -> Result<()> {
         self.wait_replayed_patiently(batch.lsn).await;
-        let published = self.inner.published.lock().expect("publication lock");
-        let _ = self.inner.notify.send(WriteBatch {
-            index: batch.index,
-            keys: batch.keys,
-            reset: false,
-        });
-        self.inner.applied.send_if_modified(|applied| {
-            let raise = batch.index > *applied;
-            *applied = (*applied).max(batch.index);
-            raise
-        });
-        drop(published);
+        self.publish_remote(WriteBatch::new(batch.index, batch.keys));
         Ok(())
     }
 
@@ -538,29 +527,36 @@ impl PostgresBackend {
     /// `max(current, pos.index)`.
     pub async fn resync(&self, pos: StreamPosition) -> Result<()> {
         self.wait_replayed_patiently(pos.lsn).await;
-        let published = self.inner.published.lock().expect("publication lock");
-        let _ = self.inner.notify.send(WriteBatch {
+        self.publish_remote(WriteBatch {
             index: pos.index,
             keys: Vec::new(),
             reset: true,
         });
-        self.inner.applied.send_if_modified(|applied| {
-            let raise = pos.index > *applied;
-            *applied = (*applied).max(pos.index);
-            raise
-        });
-        drop(published);
         Ok(())
     }
 
     /// The stream from the active node dropped: publishes a reset batch (no keys,
     /// `reset: true`) at the current applied index, so caches are dropped.
     pub fn stream_lost(&self) {
-        let _published = self.inner.published.lock().expect("publication lock");
-        let _ = self.inner.notify.send(WriteBatch {
-            index: *self.inner.applied.borrow(),
+        // Read first: the watch's read guard must be gone before publishing writes to it.
+        let index = *self.inner.applied.borrow();
+        self.publish_remote(WriteBatch {
+            index,
             keys: Vec::new(),
             reset: true,
+        });
+    }
+
+    /// Publishes a batch learnt from the active node on this node's notifier and raises the
+    /// applied index to its index (never lowers it), in the publication's critical section.
+    fn publish_remote(&self, batch: WriteBatch) {
+        let _published = self.inner.published.lock().expect("publication lock");
+        let index = batch.index;
+        let _ = self.inner.notify.send(batch);
+        self.inner.applied.send_if_modified(|applied| {
+            let raise = index > *applied;
+            *applied = (*applied).max(index);
+            raise
         });
     }
 
